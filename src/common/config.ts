@@ -1,0 +1,186 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * Every environment variable the system reads, validated once at start through this one
+ * schema. Nothing else reads `process.env`. `.env.example` lists the same variables.
+ */
+
+const port = (fallback: number) => z.coerce.number().int().min(1).max(65_535).default(fallback);
+const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+const nonNegativeInt = (fallback: number) =>
+  z.coerce.number().int().nonnegative().default(fallback);
+const redisUrl = z
+  .url()
+  .refine((u) => /^rediss?:$/.test(new URL(u).protocol), 'must be a redis:// or rediss:// URL');
+const postgresUrl = z
+  .url()
+  .refine(
+    (u) => /^postgres(ql)?:$/.test(new URL(u).protocol),
+    'must be a postgres:// or postgresql:// URL',
+  );
+
+const EnvSchema = z.object({
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** `auto`: human-readable on a terminal, JSON otherwise. */
+  LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
+  /** Address both HTTP servers bind to. */
+  HOST: z.string().min(1).default('127.0.0.1'),
+  /** Where the embedded Redis and PGlite keep their files. */
+  DATA_DIR: z.string().min(1).default('.data'),
+  /** Redis for the queue, events and (by default) the gateway's cache. Unset: `npm start` runs one. */
+  REDIS_URL: redisUrl.optional(),
+  /** Prepended to every Redis key and channel, so deployments can share one Redis. */
+  REDIS_KEY_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9:_.-]*$/, 'may hold only letters, digits and : _ . -')
+    .default(''),
+  /** Port of the Redis that `npm start` runs when REDIS_URL is unset. */
+  EMBEDDED_REDIS_PORT: port(6379),
+  /** Largest accepted request body, in bytes. */
+  BODY_LIMIT_BYTES: positiveInt(64 * 1024),
+
+  TRITON_API_PORT: port(8000),
+  /** A Postgres server. Unset: embedded PGlite under DATA_DIR (single process). */
+  DATABASE_URL: postgresUrl.optional(),
+  /** Where embedded PGlite keeps its data; `memory://` keeps it in memory. */
+  PGLITE_DATA_DIR: z.string().min(1).optional(),
+  /** Run a worker inside triton-api: `auto` does so exactly when the database is embedded. */
+  TRITON_API_WORKER: z.enum(['auto', 'true', 'false']).default('auto'),
+  WORKER_CONCURRENCY: positiveInt(4),
+  /** Time the built-in generator spends on each of a job's 7 templates. */
+  GENERATION_STEP_MS: nonNegativeInt(285),
+  /** Attempts per job for retryable failures (bad input is never retried). */
+  JOB_ATTEMPTS: positiveInt(3),
+  EVENT_HISTORY_TTL_SECONDS: positiveInt(24 * 3600),
+  EVENT_HISTORY_MAX_PER_JOB: positiveInt(1000),
+  EVENT_HISTORY_MAX_GLOBAL: positiveInt(10_000),
+
+  MARE_API_PORT: port(16000),
+  /** Base URL of triton-api, for submissions and cache misses. */
+  TRITON_API_URL: z.url().default('http://127.0.0.1:8000'),
+  /** Redis that carries triton's events, when not REDIS_URL. */
+  TRITON_REDIS_URL: redisUrl.optional(),
+  RESULT_CACHE_TTL_SECONDS: positiveInt(3600),
+  TRITON_REQUEST_TIMEOUT_MS: positiveInt(5000),
+  SSE_HEARTBEAT_MS: positiveInt(15_000),
+  /** Reconnection delay that SSE clients are told (`retry:`). */
+  SSE_RETRY_MS: positiveInt(2000),
+  SSE_MAX_CONNECTIONS: positiveInt(20_000),
+});
+
+export type Env = z.infer<typeof EnvSchema>;
+
+export interface CommonConfig {
+  logLevel: Env['LOG_LEVEL'];
+  logFormat: Env['LOG_FORMAT'];
+  host: string;
+  dataDir: string;
+  redisUrl: string | undefined;
+  keyPrefix: string;
+  embeddedRedisPort: number;
+  bodyLimitBytes: number;
+}
+
+export interface TritonConfig {
+  port: number;
+  databaseUrl: string | undefined;
+  pgliteDataDir: string;
+  inProcessWorker: boolean;
+  workerConcurrency: number;
+  generationStepMs: number;
+  jobAttempts: number;
+  history: { ttlSeconds: number; maxPerJob: number; maxGlobal: number };
+}
+
+export interface MareConfig {
+  port: number;
+  tritonApiUrl: string;
+  tritonRedisUrl: string | undefined;
+  resultCacheTtlSeconds: number;
+  tritonRequestTimeoutMs: number;
+  sseHeartbeatMs: number;
+  sseRetryMs: number;
+  sseMaxConnections: number;
+}
+
+export interface Config {
+  common: CommonConfig;
+  triton: TritonConfig;
+  mare: MareConfig;
+}
+
+/** A configuration value that cannot be used; its message is one line naming the variable. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+function deepFreeze<T extends object>(value: T): Readonly<T> {
+  for (const v of Object.values(value)) if (v && typeof v === 'object') deepFreeze(v as object);
+  return Object.freeze(value);
+}
+
+/**
+ * Reads the configuration from an environment (default: the process's). Empty values count as
+ * unset, as in most `.env` files. Throws {@link ConfigError} naming the first bad variable.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
+  const raw: Record<string, string> = {};
+  for (const key of Object.keys(EnvSchema.shape)) {
+    const value = env[key];
+    if (value !== undefined && value.trim() !== '') raw[key] = value.trim();
+  }
+  const parsed = EnvSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const name = String(issue?.path[0] ?? 'environment');
+    const got = raw[name] === undefined ? '' : ` (got ${JSON.stringify(raw[name])})`;
+    throw new ConfigError(`Invalid configuration: ${name}: ${issue?.message ?? 'invalid'}${got}`);
+  }
+  const e = parsed.data;
+  const embedded = e.DATABASE_URL === undefined;
+  return deepFreeze({
+    common: {
+      logLevel: e.LOG_LEVEL,
+      logFormat: e.LOG_FORMAT,
+      host: e.HOST,
+      dataDir: path.resolve(e.DATA_DIR),
+      redisUrl: e.REDIS_URL,
+      keyPrefix: e.REDIS_KEY_PREFIX,
+      embeddedRedisPort: e.EMBEDDED_REDIS_PORT,
+      bodyLimitBytes: e.BODY_LIMIT_BYTES,
+    },
+    triton: {
+      port: e.TRITON_API_PORT,
+      databaseUrl: e.DATABASE_URL,
+      pgliteDataDir:
+        e.PGLITE_DATA_DIR === 'memory://'
+          ? 'memory://'
+          : path.resolve(e.PGLITE_DATA_DIR ?? path.join(e.DATA_DIR, 'pglite')),
+      inProcessWorker: e.TRITON_API_WORKER === 'auto' ? embedded : e.TRITON_API_WORKER === 'true',
+      workerConcurrency: e.WORKER_CONCURRENCY,
+      generationStepMs: e.GENERATION_STEP_MS,
+      jobAttempts: e.JOB_ATTEMPTS,
+      history: {
+        ttlSeconds: e.EVENT_HISTORY_TTL_SECONDS,
+        maxPerJob: e.EVENT_HISTORY_MAX_PER_JOB,
+        maxGlobal: e.EVENT_HISTORY_MAX_GLOBAL,
+      },
+    },
+    mare: {
+      port: e.MARE_API_PORT,
+      tritonApiUrl: e.TRITON_API_URL.replace(/\/+$/, ''),
+      tritonRedisUrl: e.TRITON_REDIS_URL,
+      resultCacheTtlSeconds: e.RESULT_CACHE_TTL_SECONDS,
+      tritonRequestTimeoutMs: e.TRITON_REQUEST_TIMEOUT_MS,
+      sseHeartbeatMs: e.SSE_HEARTBEAT_MS,
+      sseRetryMs: e.SSE_RETRY_MS,
+      sseMaxConnections: e.SSE_MAX_CONNECTIONS,
+    },
+  });
+}
+
+/** Names of every variable, with its default, for `.env.example` and its test. */
+export function configVariables(): string[] {
+  return Object.keys(EnvSchema.shape);
+}

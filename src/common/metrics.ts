@@ -1,0 +1,41 @@
+import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import type { HttpApp } from './http.js';
+
+/** A service's own Prometheus registry, with Node's process metrics under `prefix`. */
+export function createRegistry(service: string): Registry {
+  const registry = new Registry();
+  registry.setDefaultLabels({ service });
+  collectDefaultMetrics({ register: registry });
+  return registry;
+}
+
+/** Latency buckets from 100 µs to 10 s: SSE delivery and cached lookups live at the low end. */
+export const LATENCY_BUCKETS = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
+
+/**
+ * Serves `GET /metrics` and times every request by route (the route's pattern, not its URL,
+ * so ids never explode the label set).
+ */
+export function registerMetricsRoute(app: HttpApp, registry: Registry, prefix: string): void {
+  const duration = new Histogram({
+    name: `${prefix}_http_request_duration_seconds`,
+    help: 'HTTP request duration by method, route and status code',
+    labelNames: ['method', 'route', 'status_code'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [registry],
+  });
+  app.addHook('onResponse', (request, reply, done) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    duration.observe(
+      { method: request.method, route, status_code: reply.statusCode },
+      reply.elapsedTime / 1000,
+    );
+    done();
+  });
+  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+    const body = await registry.metrics();
+    return reply.type(registry.contentType).send(body);
+  });
+}

@@ -1,0 +1,136 @@
+import { z } from 'zod';
+import { Uuid } from './ids.js';
+
+/**
+ * The job-event contract. Field names and values are the seed's own (`job:started`,
+ * `job:completed`, `job:failed`), plus `job:queued` and `job:progress`, plus `seq`: a
+ * per-job counter (1, 2, 3…) set atomically by the publisher so that subscribers can resume
+ * after a reconnect and drop duplicates.
+ */
+
+export const JOB_STATUSES = ['queued', 'running', 'completed', 'failed'] as const;
+export const JobStatus = z.enum(JOB_STATUSES);
+export type JobStatus = z.infer<typeof JobStatus>;
+
+/** Statuses after which a job never changes again. */
+export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(['completed', 'failed']);
+
+export const EVENT_TYPES = [
+  'job:queued',
+  'job:started',
+  'job:progress',
+  'job:completed',
+  'job:failed',
+] as const;
+export type JobEventType = (typeof EVENT_TYPES)[number];
+
+const Timestamp = z.iso.datetime({ offset: true });
+const Seq = z.number().int().positive();
+const Count = z.number().int().nonnegative();
+
+const base = {
+  timestamp: Timestamp,
+  job_id: Uuid,
+  client_id: Uuid,
+};
+
+export const JobQueuedEvent = z.object({
+  event_type: z.literal('job:queued'),
+  ...base,
+  status: z.literal('queued'),
+  seq: Seq,
+});
+
+export const JobStartedEvent = z.object({
+  event_type: z.literal('job:started'),
+  ...base,
+  status: z.literal('running'),
+  started_at: Timestamp,
+  seq: Seq,
+});
+
+export const JobProgressEvent = z.object({
+  event_type: z.literal('job:progress'),
+  ...base,
+  status: z.literal('running'),
+  progress: z.number().min(0).max(100),
+  templates_done: Count,
+  templates_total: Count,
+  template_id: z.string().min(1),
+  seq: Seq,
+});
+
+export const JobCompletedEvent = z.object({
+  event_type: z.literal('job:completed'),
+  ...base,
+  status: z.literal('completed'),
+  template_ids: z.array(z.string().min(1)),
+  template_count: Count,
+  generation_duration_ms: Count,
+  completed_at: Timestamp,
+  seq: Seq,
+});
+
+export const JobFailedEvent = z.object({
+  event_type: z.literal('job:failed'),
+  ...base,
+  status: z.literal('failed'),
+  error_message: z.string(),
+  generation_duration_ms: Count,
+  completed_at: Timestamp,
+  seq: Seq,
+});
+
+export const JobEvent = z.discriminatedUnion('event_type', [
+  JobQueuedEvent,
+  JobStartedEvent,
+  JobProgressEvent,
+  JobCompletedEvent,
+  JobFailedEvent,
+]);
+
+export type JobQueuedEvent = z.infer<typeof JobQueuedEvent>;
+export type JobStartedEvent = z.infer<typeof JobStartedEvent>;
+export type JobProgressEvent = z.infer<typeof JobProgressEvent>;
+export type JobCompletedEvent = z.infer<typeof JobCompletedEvent>;
+export type JobFailedEvent = z.infer<typeof JobFailedEvent>;
+export type JobEvent = z.infer<typeof JobEvent>;
+export type TerminalJobEvent = JobCompletedEvent | JobFailedEvent;
+
+type WithoutSeq<T> = T extends unknown ? Omit<T, 'seq'> : never;
+/** An event as a publisher builds it: `seq` is assigned when it is published. */
+export type JobEventDraft = WithoutSeq<JobEvent>;
+
+export function isTerminalEvent(event: JobEvent): event is TerminalJobEvent {
+  return event.event_type === 'job:completed' || event.event_type === 'job:failed';
+}
+
+/**
+ * Serialises a draft without `seq`, with the seed's field order. The publisher appends
+ * `"seq":N` inside the atomic publish, so the JSON is built once and never re-encoded.
+ */
+export function encodeEventDraft(draft: JobEventDraft): string {
+  return JSON.stringify(draft);
+}
+
+/** Why a message could not be decoded as a job event. */
+export class EventDecodeError extends Error {
+  override readonly name = 'EventDecodeError';
+}
+
+/** Parses and validates one published message; throws {@link EventDecodeError}. */
+export function decodeEvent(json: string): JobEvent {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    throw new EventDecodeError('message is not JSON');
+  }
+  const parsed = JobEvent.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.length ? issue.path.join('.') : 'event';
+    throw new EventDecodeError(`invalid job event: ${where}: ${issue?.message ?? 'invalid'}`);
+  }
+  return parsed.data;
+}

@@ -1,0 +1,47 @@
+/**
+ * How events are kept in Redis Streams for late and reconnecting subscribers.
+ *
+ * - Per job (`Keyspace.jobHistoryKey`): entry id `0-{seq}`, fields `e` (the event JSON exactly
+ *   as published) and `g` (the id of the same event in the global stream). Reading "everything
+ *   after seq N" is `XRANGE key (0-N +`.
+ * - Global (`Keyspace.globalHistoryKey`): entry id assigned by Redis, field `e`.
+ *
+ * A global SSE event id is `{job_id}:{seq}`: a gateway knows it from the live message alone,
+ * and resolving it to a global position is one `XRANGE` on the job's stream (field `g`).
+ */
+export const HISTORY_FIELD_EVENT = 'e';
+export const HISTORY_FIELD_GLOBAL_ID = 'g';
+
+/** Stream entry id of a job's event with this `seq`. */
+export function jobHistoryEntryId(seq: number): string {
+  return `0-${seq}`;
+}
+
+/** `seq` of a job-stream entry id, or undefined when the id is not of that form. */
+export function seqOfJobHistoryEntryId(id: string): number | undefined {
+  if (!id.startsWith('0-')) return undefined;
+  const seq = Number(id.slice(2));
+  return Number.isSafeInteger(seq) && seq > 0 ? seq : undefined;
+}
+
+/** Flat `[field, value, …]` list of a stream entry, as Redis returns it. */
+export function historyEntryField(fields: readonly string[], name: string): string | undefined {
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    if (fields[i] === name) return fields[i + 1];
+  }
+  return undefined;
+}
+
+/** SSE event id of an event in the all-jobs feed. */
+export function globalEventId(jobId: string, seq: number): string {
+  return `${jobId}:${seq}`;
+}
+
+/** Parses an all-jobs feed event id; undefined when malformed. */
+export function parseGlobalEventId(id: string): { jobId: string; seq: number } | undefined {
+  const colon = id.lastIndexOf(':');
+  if (colon !== 36) return undefined;
+  const seq = Number(id.slice(colon + 1));
+  if (!Number.isSafeInteger(seq) || seq <= 0) return undefined;
+  return { jobId: id.slice(0, colon).toLowerCase(), seq };
+}

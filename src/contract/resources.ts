@@ -1,0 +1,74 @@
+import { z } from 'zod';
+import { Uuid } from './ids.js';
+
+/** Request and response bodies of triton-api's records, shared with the gateway and clients. */
+
+const Text = (max: number) =>
+  z
+    .string()
+    .trim()
+    .min(1, 'must not be empty')
+    .max(max, `must be at most ${max} characters`)
+    .refine((s) => !s.includes('\u0000'), 'must not contain NUL characters');
+
+export const CreateClientBody = z.strictObject({
+  name: Text(200),
+  industry: Text(100),
+});
+export type CreateClientBody = z.infer<typeof CreateClientBody>;
+
+export const Client = z.object({
+  id: Uuid,
+  name: z.string(),
+  industry: z.string(),
+  created_at: z.iso.datetime({ offset: true }),
+});
+export type Client = z.infer<typeof Client>;
+
+export const ClientList = z.object({ clients: z.array(Client) });
+export type ClientList = z.infer<typeof ClientList>;
+
+export const CreateValuePropositionBody = z.strictObject({
+  content: Text(5000),
+  /** An active proposition replaces the client's previous active one. @defaultValue true */
+  is_active: z.boolean().default(true),
+});
+export type CreateValuePropositionBody = z.input<typeof CreateValuePropositionBody>;
+
+export const ValueProposition = z.object({
+  id: Uuid,
+  client_id: Uuid,
+  content: z.string(),
+  is_active: z.boolean(),
+  created_at: z.iso.datetime({ offset: true }),
+});
+export type ValueProposition = z.infer<typeof ValueProposition>;
+
+export const ValuePropositionList = z.object({ value_propositions: z.array(ValueProposition) });
+
+export const TEMPLATE_KINDS = [
+  'outreach_email',
+  'linkedin_post',
+  'landing_page_hero',
+  'call_script',
+  'follow_up_email',
+  'case_study_teaser',
+  'ad_copy',
+] as const;
+export const TemplateKind = z.enum(TEMPLATE_KINDS);
+export type TemplateKind = z.infer<typeof TemplateKind>;
+
+export const Template = z.object({
+  id: Uuid,
+  job_id: Uuid,
+  client_id: Uuid,
+  kind: TemplateKind,
+  position: z.number().int().nonnegative(),
+  title: z.string(),
+  body: z.string(),
+  created_at: z.iso.datetime({ offset: true }),
+});
+export type Template = z.infer<typeof Template>;
+
+export const TemplateList = z.object({ templates: z.array(Template) });
+export type TemplateList = z.infer<typeof TemplateList>;

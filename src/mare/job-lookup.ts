@@ -1,0 +1,54 @@
+import { JobStatusDocument, TERMINAL_STATUSES } from '../contract/index.js';
+import type { Logger } from '../common/logger.js';
+import type { MareMetrics } from './mare-metrics.js';
+import type { ResultsCache } from './results-cache.js';
+import type { TritonClient } from './triton-client.js';
+
+export interface LookupResult {
+  /** The status document's JSON. */
+  json: string;
+  /** True when it came from the cache, without a request to triton-api. */
+  cached: boolean;
+}
+
+/**
+ * Cache-first job status: the cache answers finished jobs without a request to triton-api;
+ * on a miss triton-api answers, and a finished job's document is cached for the next lookup.
+ */
+export class JobLookup {
+  constructor(
+    private readonly cache: ResultsCache,
+    private readonly triton: TritonClient,
+    private readonly logger: Logger,
+    private readonly metrics: MareMetrics,
+  ) {}
+
+  async json(jobId: string): Promise<LookupResult> {
+    let cached: string | null = null;
+    try {
+      cached = await this.cache.getJson(jobId);
+    } catch (err) {
+      // The cache is an optimisation: without it, triton-api still answers.
+      this.logger.warn({ job_id: jobId, err: (err as Error).message }, 'Results cache unavailable');
+    }
+    if (cached !== null) {
+      this.metrics.cacheLookups.inc({ result: 'hit' });
+      this.logger.debug({ job_id: jobId }, `Cache hit for job ${jobId}`);
+      return { json: cached, cached: true };
+    }
+    this.metrics.cacheLookups.inc({ result: 'miss' });
+    this.logger.debug({ job_id: jobId }, `Cache miss for job ${jobId}`);
+    const doc = await this.triton.getJob(jobId);
+    if (TERMINAL_STATUSES.has(doc.status)) {
+      this.cache.set(doc).catch((err: Error) => {
+        this.logger.warn({ job_id: jobId, err: err.message }, 'Could not cache a job result');
+      });
+    }
+    return { json: JSON.stringify(doc), cached: false };
+  }
+
+  async document(jobId: string): Promise<JobStatusDocument> {
+    const { json } = await this.json(jobId);
+    return JobStatusDocument.parse(JSON.parse(json));
+  }
+}

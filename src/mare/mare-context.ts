@@ -1,0 +1,22 @@
+import type { Logger } from '../common/logger.js';
+import type { EventHistory } from './event-history.js';
+import type { JobLookup } from './job-lookup.js';
+import type { MareMetrics } from './mare-metrics.js';
+import type { SseHub } from './sse-hub.js';
+import type { TritonClient } from './triton-client.js';
+
+/** What mare-api's routes share: built once per process by `startMare`. */
+export interface MareContext {
+  hub: SseHub;
+  history: EventHistory;
+  lookup: JobLookup;
+  triton: TritonClient;
+  metrics: MareMetrics;
+  logger: Logger;
+  config: {
+    sseMaxConnections: number;
+    sseRetryMs: number;
+    /** Bytes an SSE connection may have unsent before it is cut. */
+    sseMaxBufferedBytes: number;
+  };
+}

@@ -1,0 +1,161 @@
+import { createKeyspace, retryFrame } from '../contract/index.js';
+import type { CommonConfig, MareConfig } from '../common/config.js';
+import { boundPort, localUrl, type HttpApp } from '../common/http.js';
+import type { Logger } from '../common/logger.js';
+import { createRegistry } from '../common/metrics.js';
+import { closeRedis, createRedis, redactUrl, waitForRedis } from '../common/redis.js';
+import { EventHistory } from './event-history.js';
+import { JobLookup } from './job-lookup.js';
+import { buildMareApi } from './mare-api.js';
+import { MareMetrics } from './mare-metrics.js';
+import { ResultsCache } from './results-cache.js';
+import { LiveEvent, SseHub } from './sse-hub.js';
+import { TritonClient } from './triton-client.js';
+import { TritonEventSubscriber } from './triton-event-subscriber.js';
+
+export interface StartMareOptions {
+  common: CommonConfig;
+  mare: MareConfig;
+  logger: Logger;
+  /** Port to listen on instead of the configured one (0: any free port). */
+  port?: number;
+}
+
+export interface MareService {
+  readonly url: string;
+  readonly app: HttpApp;
+  readonly hub: SseHub;
+  /** Ends SSE streams (telling clients when to come back), then closes everything. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** Bytes an SSE connection may have unsent before it is cut: a client that stopped reading. */
+const SSE_MAX_BUFFERED_BYTES = 1024 * 1024;
+
+/** Starts mare-api: one subscriber, the results cache, the SSE hub and the HTTP API. */
+export async function startMare({
+  common,
+  mare,
+  logger,
+  port,
+}: StartMareOptions): Promise<MareService> {
+  const cacheUrl = common.redisUrl;
+  if (!cacheUrl) throw new Error('REDIS_URL is not set');
+  const eventsUrl = mare.tritonRedisUrl ?? cacheUrl;
+  const log = logger.child({ service: 'mare-api' });
+  const keyspace = createKeyspace(common.keyPrefix);
+
+  // Lookups fail fast while the cache is down and fall back to triton-api.
+  const cacheRedis = createRedis(cacheUrl, {
+    name: 'mare-cache',
+    logger: log,
+    maxRetriesPerRequest: 1,
+  });
+  const eventsRedis = createRedis(eventsUrl, {
+    name: 'mare-history',
+    logger: log,
+    maxRetriesPerRequest: 1,
+  });
+  const subscriberRedis = createRedis(eventsUrl, {
+    name: 'mare-subscriber',
+    logger: log,
+    maxRetriesPerRequest: null,
+  });
+  await Promise.all([
+    waitForRedis(cacheRedis, cacheUrl),
+    waitForRedis(eventsRedis, eventsUrl),
+    waitForRedis(subscriberRedis, eventsUrl),
+  ]);
+  log.info(`Redis: cache ${redactUrl(cacheUrl)}, events ${redactUrl(eventsUrl)}`);
+
+  const registry = createRegistry('mare-api');
+  const metrics = new MareMetrics(registry);
+  const hub = new SseHub({
+    heartbeatMs: mare.sseHeartbeatMs,
+    onCountChange: (kind, count) => metrics.sseConnections.set({ stream: kind }, count),
+  });
+  const cache = new ResultsCache({
+    redis: cacheRedis,
+    keyspace,
+    ttlSeconds: mare.resultCacheTtlSeconds,
+  });
+  const triton = new TritonClient({
+    baseUrl: mare.tritonApiUrl,
+    timeoutMs: mare.tritonRequestTimeoutMs,
+  });
+  const lookup = new JobLookup(cache, triton, log, metrics);
+  const history = new EventHistory(eventsRedis, keyspace);
+
+  const subscriber = new TritonEventSubscriber({
+    redis: subscriberRedis,
+    keyspace,
+    logger: log,
+    onInvalid: () => metrics.eventsInvalid.inc(),
+    onEvent: (event, json) => {
+      const lagSeconds = (Date.now() - Date.parse(event.timestamp)) / 1000;
+      metrics.eventsReceived.inc({ event_type: event.event_type });
+      metrics.subscriberLag.observe(Math.max(0, lagSeconds));
+      const live = new LiveEvent(event, json);
+      // The cache write goes out first on its connection, so a lookup that follows the
+      // terminal event on the same connection finds it.
+      if (
+        live.terminal &&
+        (event.event_type === 'job:completed' || event.event_type === 'job:failed')
+      ) {
+        cache.setFromEvent(event).catch((err: Error) => {
+          log.warn({ job_id: event.job_id, err: err.message }, 'Could not cache a job result');
+        });
+      }
+      hub.publish(live);
+      metrics.sseDelivery.observe(Math.max(0, (Date.now() - Date.parse(event.timestamp)) / 1000));
+    },
+  });
+  await subscriber.start();
+
+  const app = await buildMareApi(
+    {
+      hub,
+      history,
+      lookup,
+      triton,
+      metrics,
+      logger: log,
+      config: {
+        sseMaxConnections: mare.sseMaxConnections,
+        sseRetryMs: mare.sseRetryMs,
+        sseMaxBufferedBytes: SSE_MAX_BUFFERED_BYTES,
+      },
+    },
+    {
+      registry,
+      bodyLimit: common.bodyLimitBytes,
+      readiness: {
+        redis: () => cacheRedis.ping(),
+        events_redis: () => eventsRedis.ping(),
+      },
+    },
+  );
+  // Open streams are hijacked from Fastify: end them first, telling clients when to reconnect.
+  app.addHook('preClose', (done) => {
+    hub.closeAll(retryFrame(mare.sseRetryMs));
+    done();
+  });
+  await app.listen({ host: common.host, port: port ?? mare.port });
+  const url = localUrl(common.host, boundPort(app, mare.port));
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    app,
+    hub,
+    close() {
+      closing ??= (async () => {
+        await app.close();
+        hub.stop();
+        await subscriber.stop();
+        await Promise.all([closeRedis(cacheRedis), closeRedis(eventsRedis)]);
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,124 @@
+import { z } from 'zod';
+import {
+  Client,
+  ClientList,
+  CreateClientBody,
+  CreateValuePropositionBody,
+  ErrorBody,
+  JobAccepted,
+  JobStatusDocument,
+  TemplateList,
+  UuidParam,
+  ValueProposition,
+} from '../../contract/index.js';
+import type { HttpApp } from '../../common/http.js';
+import type { MareContext } from '../mare-context.js';
+
+const ClientParams = z.object({ client_id: UuidParam });
+const JobParams = z.object({ job_id: UuidParam });
+const upstreamErrors = {
+  400: ErrorBody,
+  404: ErrorBody,
+  502: ErrorBody,
+  503: ErrorBody,
+  504: ErrorBody,
+};
+
+/** Submissions, cache-first lookups, and the records the dashboard needs (through triton-api). */
+export function registerJobRoutes(app: HttpApp, ctx: MareContext): void {
+  const { triton, lookup } = ctx;
+
+  app.post(
+    '/v1/triton/clients/:client_id/generate-templates',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary:
+          'Submit a template-generation job for a client; watch it with /v1/triton/jobs/{job_id}/subscribe',
+        params: ClientParams,
+        response: { 202: JobAccepted, ...upstreamErrors },
+      },
+    },
+    async (request, reply) =>
+      reply.code(202).send(await triton.submitGeneration(request.params.client_id)),
+  );
+
+  app.get(
+    '/v1/triton/jobs/:job_id',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: "A job's status: from the cache when it has finished, else from triton-api",
+        params: JobParams,
+        response: { 200: JobStatusDocument, ...upstreamErrors },
+      },
+    },
+    async (request, reply) => {
+      const { json, cached } = await lookup.json(request.params.job_id);
+      // The document's JSON as stored: Fastify sends a string with a JSON type as is.
+      return reply
+        .header('x-cache', cached ? 'hit' : 'miss')
+        .type('application/json; charset=utf-8')
+        .send(json as unknown as JobStatusDocument);
+    },
+  );
+
+  app.get(
+    '/v1/triton/jobs/:job_id/templates',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: "A job's templates, in order",
+        params: JobParams,
+        response: { 200: TemplateList, ...upstreamErrors },
+      },
+    },
+    async (request) => triton.listJobTemplates(request.params.job_id),
+  );
+
+  app.get(
+    '/v1/triton/clients',
+    {
+      schema: {
+        tags: ['clients'],
+        summary: 'List clients, newest first',
+        querystring: z.object({
+          limit: z.coerce.number().int().min(1).max(1000).default(100),
+          offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
+        }),
+        response: { 200: ClientList, ...upstreamErrors },
+      },
+    },
+    async (request) => triton.listClients(request.query),
+  );
+
+  app.post(
+    '/v1/triton/clients',
+    {
+      schema: {
+        tags: ['clients'],
+        summary: 'Create a client',
+        body: CreateClientBody,
+        response: { 201: Client, ...upstreamErrors },
+      },
+    },
+    async (request, reply) => reply.code(201).send(await triton.createClient(request.body)),
+  );
+
+  app.post(
+    '/v1/triton/clients/:client_id/value-propositions',
+    {
+      schema: {
+        tags: ['clients'],
+        summary: "Add a client's value proposition (an active one replaces the previous)",
+        params: ClientParams,
+        body: CreateValuePropositionBody,
+        response: { 201: ValueProposition, ...upstreamErrors },
+      },
+    },
+    async (request, reply) =>
+      reply
+        .code(201)
+        .send(await triton.createValueProposition(request.params.client_id, request.body)),
+  );
+}

@@ -1,0 +1,61 @@
+import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
+import type { JobStatus, TemplateKind } from '../../contract/index.js';
+
+/** Tables as Kysely sees them. Timestamps are `timestamptz`, read back as `Date`. */
+
+type CreatedAt = ColumnType<Date, Date | undefined, never>;
+
+export interface ClientsTable {
+  id: string;
+  name: string;
+  industry: string;
+  created_at: CreatedAt;
+}
+
+export interface ValuePropositionsTable {
+  id: string;
+  client_id: string;
+  content: string;
+  is_active: boolean;
+  created_at: CreatedAt;
+}
+
+export interface JobsTable {
+  id: string;
+  /** Not a foreign key: a job for an unknown client is accepted, then fails saying so. */
+  client_id: string;
+  status: ColumnType<JobStatus, JobStatus, JobStatus>;
+  progress: Generated<number>;
+  templates_done: Generated<number>;
+  templates_total: Generated<number>;
+  error_message: string | null;
+  generation_duration_ms: number | null;
+  attempts: Generated<number>;
+  created_at: CreatedAt;
+  started_at: Date | null;
+  completed_at: Date | null;
+}
+
+export interface TemplatesTable {
+  id: string;
+  job_id: string;
+  client_id: string;
+  kind: ColumnType<TemplateKind, TemplateKind, TemplateKind>;
+  position: number;
+  title: string;
+  body: string;
+  created_at: CreatedAt;
+}
+
+export interface Database {
+  clients: ClientsTable;
+  value_propositions: ValuePropositionsTable;
+  jobs: JobsTable;
+  templates: TemplatesTable;
+}
+
+export type ClientRow = Selectable<ClientsTable>;
+export type ValuePropositionRow = Selectable<ValuePropositionsTable>;
+export type JobRow = Selectable<JobsTable>;
+export type NewJob = Insertable<JobsTable>;
+export type TemplateRow = Selectable<TemplatesTable>;

@@ -1,0 +1,117 @@
+import { encodeEventDraft, type JobEventDraft, type Keyspace } from '../../contract/index.js';
+import type { Logger } from '../../common/logger.js';
+import type { Redis } from '../../common/redis.js';
+import type { TritonMetrics } from '../triton-metrics.js';
+
+/**
+ * One publish, atomically: assign the job's next `seq`, append the event to the global and the
+ * job's history streams, and PUBLISH it on `triton:jobs:all` and `triton:jobs:{job_id}`.
+ * Pub/Sub alone forgets every event nobody was listening for; the streams let a late or
+ * reconnecting subscriber catch up, and doing all of it in one script means a subscriber never
+ * sees a live event that history does not have, nor the reverse.
+ *
+ * The JSON is built once by the caller without `seq`; the script appends `"seq":N` as text,
+ * so nothing is decoded or re-encoded in Redis (cjson would turn `[]` into `{}`).
+ *
+ * The job's keys and the global stream are in different hash slots: on Redis Cluster this
+ * script needs the global stream dropped or moved to a per-slot layout.
+ */
+const PUBLISH_SCRIPT = `
+local seq = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+local json = string.sub(ARGV[1], 1, -2) .. ',"seq":' .. seq .. '}'
+local gid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'e', json)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '0-' .. seq, 'e', json, 'g', gid)
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[2], json)
+redis.call('PUBLISH', ARGV[3], json)
+return {seq, gid}
+`;
+
+type PublishCommand = (
+  seqKey: string,
+  jobStreamKey: string,
+  globalStreamKey: string,
+  draftJson: string,
+  allChannel: string,
+  jobChannel: string,
+  ttlSeconds: number,
+  maxPerJob: number,
+  maxGlobal: number,
+) => Promise<[number, string]>;
+
+export interface EventPublisherOptions {
+  /** A connection this publisher may use; its owner closes it. */
+  redis: Redis;
+  keyspace: Keyspace;
+  logger: Logger;
+  metrics?: TritonMetrics;
+  /** How long a job's history (and its seq counter) lives after its last event. @defaultValue 1 day */
+  historyTtlSeconds?: number;
+  /** Approximate cap of one job's history stream. @defaultValue 1000 */
+  maxPerJob?: number;
+  /** Approximate cap of the global history stream. @defaultValue 10000 */
+  maxGlobal?: number;
+}
+
+/** Publishes job events; one per process is enough, shared by every job it runs. */
+export class EventPublisher {
+  private readonly redis: Redis;
+  private readonly keyspace: Keyspace;
+  private readonly logger: Logger;
+  private readonly metrics: TritonMetrics | undefined;
+  private readonly historyTtlSeconds: number;
+  private readonly maxPerJob: number;
+  private readonly maxGlobal: number;
+  private readonly command: PublishCommand;
+
+  constructor({
+    redis,
+    keyspace,
+    logger,
+    metrics,
+    historyTtlSeconds = 24 * 3600,
+    maxPerJob = 1000,
+    maxGlobal = 10_000,
+  }: EventPublisherOptions) {
+    this.redis = redis;
+    this.keyspace = keyspace;
+    this.logger = logger;
+    this.metrics = metrics;
+    this.historyTtlSeconds = historyTtlSeconds;
+    this.maxPerJob = maxPerJob;
+    this.maxGlobal = maxGlobal;
+    if (!('tritonPublishJobEvent' in redis)) {
+      redis.defineCommand('tritonPublishJobEvent', { numberOfKeys: 3, lua: PUBLISH_SCRIPT });
+    }
+    const command = (redis as unknown as { tritonPublishJobEvent: PublishCommand })
+      .tritonPublishJobEvent;
+    this.command = command.bind(redis);
+    if (redis.status === 'ready') this.logger.info('Event publisher connected to Redis');
+    else redis.once('ready', () => this.logger.info('Event publisher connected to Redis'));
+  }
+
+  /** Publishes one event and returns it as subscribers receive it, `seq` included. */
+  async publish<D extends JobEventDraft>(draft: D): Promise<D & { seq: number }> {
+    const started = performance.now();
+    const jobId = draft.job_id;
+    const k = this.keyspace;
+    const [seq] = await this.command(
+      k.jobSeqKey(jobId),
+      k.jobHistoryKey(jobId),
+      k.globalHistoryKey,
+      encodeEventDraft(draft),
+      k.allJobsChannel,
+      k.jobChannel(jobId),
+      this.historyTtlSeconds,
+      this.maxPerJob,
+      this.maxGlobal,
+    );
+    this.metrics?.observePublish(draft.event_type, (performance.now() - started) / 1000);
+    const log = { job_id: jobId, event_type: draft.event_type, seq };
+    const message = `Published event '${draft.event_type}' for job ${jobId}`;
+    if (draft.event_type === 'job:progress') this.logger.debug(log, message);
+    else this.logger.info(log, message);
+    return { ...draft, seq };
+  }
+}

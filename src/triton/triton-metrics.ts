@@ -1,0 +1,67 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { JobEventType } from '../contract/index.js';
+import { LATENCY_BUCKETS } from '../common/metrics.js';
+
+/** triton's Prometheus metrics: publishing (names from the seed), jobs and the queue. */
+export class TritonMetrics {
+  readonly publishDuration: Histogram<'event_type'>;
+  readonly eventsPublished: Counter<'event_type'>;
+  readonly jobsFinished: Counter<'outcome'>;
+  readonly jobDuration: Histogram<'outcome'>;
+  readonly queueDepth: Gauge<'state'>;
+
+  constructor(
+    readonly registry: Registry,
+    /** Reads the queue's job counts when Prometheus scrapes. */
+    queueCounts?: () => Promise<Record<string, number>>,
+  ) {
+    this.publishDuration = new Histogram({
+      name: 'triton_event_publish_duration_seconds',
+      help: 'Time to publish one job event (history append and Pub/Sub, atomically)',
+      labelNames: ['event_type'],
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    });
+    this.eventsPublished = new Counter({
+      name: 'triton_events_published_total',
+      help: 'Job events published, by event type',
+      labelNames: ['event_type'],
+      registers: [registry],
+    });
+    this.jobsFinished = new Counter({
+      name: 'triton_jobs_finished_total',
+      help: 'Jobs that reached a terminal state, by outcome',
+      labelNames: ['outcome'],
+      registers: [registry],
+    });
+    this.jobDuration = new Histogram({
+      name: 'triton_job_duration_seconds',
+      help: 'Generation time of finished jobs, by outcome',
+      labelNames: ['outcome'],
+      buckets: [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600],
+      registers: [registry],
+    });
+    this.queueDepth = new Gauge({
+      name: 'triton_queue_jobs',
+      help: 'Jobs in the generation queue, by state',
+      labelNames: ['state'],
+      registers: [registry],
+      collect: queueCounts
+        ? async () => {
+            const counts = await queueCounts();
+            for (const [state, n] of Object.entries(counts)) this.queueDepth.set({ state }, n);
+          }
+        : undefined,
+    });
+  }
+
+  observePublish(type: JobEventType, seconds: number): void {
+    this.publishDuration.observe({ event_type: type }, seconds);
+    this.eventsPublished.inc({ event_type: type });
+  }
+
+  observeJob(outcome: 'completed' | 'failed', seconds: number): void {
+    this.jobsFinished.inc({ outcome });
+    this.jobDuration.observe({ outcome }, seconds);
+  }
+}
