@@ -52,6 +52,16 @@ const EnvSchema = z.object({
   GENERATION_STEP_MS: nonNegativeInt(285),
   /** Attempts per job for retryable failures (bad input is never retried). */
   JOB_ATTEMPTS: positiveInt(3),
+  /** A running job that outlives this is failed with a clear message. */
+  JOB_TIMEOUT_MS: positiveInt(10 * 60_000),
+  /** How long a worker's lock on a job lasts without renewal; a dead worker's job is retried after it. */
+  JOB_LOCK_MS: positiveInt(30_000),
+  /** Times a job may be found abandoned by a dead worker and retried before it is failed. */
+  JOB_MAX_STALLED: nonNegativeInt(1),
+  /** How often workers look for jobs that were lost or outlived JOB_TIMEOUT_MS. */
+  JOB_SWEEP_INTERVAL_MS: positiveInt(15_000),
+  /** On SIGTERM, how long running jobs may take to finish before they go back to the queue. */
+  SHUTDOWN_TIMEOUT_MS: positiveInt(25_000),
   EVENT_HISTORY_TTL_SECONDS: positiveInt(24 * 3600),
   EVENT_HISTORY_MAX_PER_JOB: positiveInt(1000),
   EVENT_HISTORY_MAX_GLOBAL: positiveInt(10_000),
@@ -67,6 +77,12 @@ const EnvSchema = z.object({
   /** Reconnection delay that SSE clients are told (`retry:`). */
   SSE_RETRY_MS: positiveInt(2000),
   SSE_MAX_CONNECTIONS: positiveInt(20_000),
+  /** Unsent bytes above which an SSE connection is congested (its progress events coalesce). */
+  SSE_HIGH_WATER_BYTES: positiveInt(64 * 1024),
+  /** Events waiting on a congested SSE connection beyond which it is cut (the client resumes). */
+  SSE_MAX_PENDING_EVENTS: positiveInt(256),
+  /** Job submissions per client address per minute, on each API (0: no limit). */
+  SUBMIT_RATE_LIMIT_PER_MINUTE: nonNegativeInt(120),
 });
 
 export type Env = z.infer<typeof EnvSchema>;
@@ -80,6 +96,8 @@ export interface CommonConfig {
   keyPrefix: string;
   embeddedRedisPort: number;
   bodyLimitBytes: number;
+  submitRateLimitPerMinute: number;
+  shutdownTimeoutMs: number;
 }
 
 export interface TritonConfig {
@@ -90,6 +108,10 @@ export interface TritonConfig {
   workerConcurrency: number;
   generationStepMs: number;
   jobAttempts: number;
+  jobTimeoutMs: number;
+  jobLockMs: number;
+  jobMaxStalled: number;
+  jobSweepIntervalMs: number;
   history: { ttlSeconds: number; maxPerJob: number; maxGlobal: number };
 }
 
@@ -102,6 +124,8 @@ export interface MareConfig {
   sseHeartbeatMs: number;
   sseRetryMs: number;
   sseMaxConnections: number;
+  sseHighWaterBytes: number;
+  sseMaxPendingEvents: number;
 }
 
 export interface Config {
@@ -149,6 +173,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       keyPrefix: e.REDIS_KEY_PREFIX,
       embeddedRedisPort: e.EMBEDDED_REDIS_PORT,
       bodyLimitBytes: e.BODY_LIMIT_BYTES,
+      submitRateLimitPerMinute: e.SUBMIT_RATE_LIMIT_PER_MINUTE,
+      shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     },
     triton: {
       port: e.TRITON_API_PORT,
@@ -161,6 +187,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       workerConcurrency: e.WORKER_CONCURRENCY,
       generationStepMs: e.GENERATION_STEP_MS,
       jobAttempts: e.JOB_ATTEMPTS,
+      jobTimeoutMs: e.JOB_TIMEOUT_MS,
+      jobLockMs: e.JOB_LOCK_MS,
+      jobMaxStalled: e.JOB_MAX_STALLED,
+      jobSweepIntervalMs: e.JOB_SWEEP_INTERVAL_MS,
       history: {
         ttlSeconds: e.EVENT_HISTORY_TTL_SECONDS,
         maxPerJob: e.EVENT_HISTORY_MAX_PER_JOB,
@@ -176,6 +206,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       sseHeartbeatMs: e.SSE_HEARTBEAT_MS,
       sseRetryMs: e.SSE_RETRY_MS,
       sseMaxConnections: e.SSE_MAX_CONNECTIONS,
+      sseHighWaterBytes: e.SSE_HIGH_WATER_BYTES,
+      sseMaxPendingEvents: e.SSE_MAX_PENDING_EVENTS,
     },
   });
 }

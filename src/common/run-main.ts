@@ -11,10 +11,13 @@ export class StartupError extends Error {
   override readonly name = 'StartupError';
 }
 
+/** Signals within this long of the first one are copies of it, not a second request. */
+const REPEATED_SIGNAL_WINDOW_MS = 1000;
+
 /**
  * Runs an entry point: reads the configuration once (a bad value stops start-up with one
  * line naming it), starts, and on SIGINT/SIGTERM closes what was started and exits 0. A second
- * signal exits at once.
+ * signal, a second or more after the first, exits at once.
  */
 export function runMain(
   start: (config: Readonly<Config>, logger: Logger) => Promise<Closeable>,
@@ -29,13 +32,18 @@ export function runMain(
   const logger = createLogger(config.common);
   let running: Closeable | undefined;
   let stopping = false;
+  let firstSignalAt = 0;
 
   const stop = (signal: string) => {
     if (stopping) {
+      // One Ctrl-C arrives several times within milliseconds: the terminal signals the whole
+      // process group and wrappers (npm, tsx) forward it too. Only a later one forces the exit.
+      if (Date.now() - firstSignalAt < REPEATED_SIGNAL_WINDOW_MS) return;
       logger.warn(`Received ${signal} again; exiting now`);
       process.exit(1);
     }
     stopping = true;
+    firstSignalAt = Date.now();
     logger.info(`Received ${signal}; shutting down`);
     const done = running ? running.close() : Promise.resolve();
     done.then(

@@ -1,3 +1,5 @@
+import { isUuid } from './ids.js';
+
 /**
  * How events are kept in Redis Streams for late and reconnecting subscribers.
  *
@@ -40,7 +42,7 @@ export function globalEventId(jobId: string, seq: number): string {
 /** Parses an all-jobs feed event id; undefined when malformed. */
 export function parseGlobalEventId(id: string): { jobId: string; seq: number } | undefined {
   const colon = id.lastIndexOf(':');
-  if (colon !== 36) return undefined;
+  if (colon !== 36 || !isUuid(id.slice(0, colon))) return undefined;
   const seq = Number(id.slice(colon + 1));
   if (!Number.isSafeInteger(seq) || seq <= 0) return undefined;
   return { jobId: id.slice(0, colon).toLowerCase(), seq };

@@ -71,8 +71,10 @@ export class SseParser {
 
   feed(chunk: string): void {
     let text = chunk;
+    // An empty chunk (a TextDecoder holding back part of a character, a zero-length read)
+    // must not clear `pendingCr`, or the LF of a CR LF split around it ends a second line.
+    if (text.length === 0) return;
     if (!this.sawBom) {
-      if (text.length === 0) return;
       this.sawBom = true;
       if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     }

@@ -84,6 +84,18 @@ export class EventHistory {
     return decodeEntries(rest);
   }
 
+  /** Every job's events published since `sinceMs` (Redis server time), oldest first. */
+  async readGlobalSince(sinceMs: number): Promise<StoredEvent[]> {
+    const entries = (await this.redis.xrange(
+      this.keyspace.globalHistoryKey,
+      String(Math.max(0, Math.floor(sinceMs))),
+      '+',
+      'COUNT',
+      MAX_REPLAY,
+    )) as StreamEntry[];
+    return decodeEntries(entries);
+  }
+
   /** The newest `count` events of all jobs, oldest first. */
   async readGlobalRecent(count: number): Promise<StoredEvent[]> {
     if (count <= 0) return [];

@@ -3,6 +3,7 @@ import type { Registry } from 'prom-client';
 import { registerHealthRoutes, type ReadinessCheck } from '../common/health.js';
 import { createHttpApp, type HttpApp } from '../common/http.js';
 import { registerMetricsRoute } from '../common/metrics.js';
+import { registerSubmitRateLimit, type SubmitRateLimitOptions } from '../common/rate-limit.js';
 import type { MareContext } from './mare-context.js';
 import { registerJobRoutes } from './routes/job-routes.js';
 import { registerSseRoutes } from './routes/sse-routes.js';
@@ -11,6 +12,8 @@ export interface MareApiOptions {
   registry: Registry;
   readiness: Record<string, ReadinessCheck>;
   bodyLimit?: number;
+  /** Limit on submissions per client address per minute, counted in Redis. */
+  rateLimit?: SubmitRateLimitOptions;
 }
 
 /** mare-api: submissions, cache-first lookups, SSE streams, health and metrics. */
@@ -19,7 +22,10 @@ export async function buildMareApi(ctx: MareContext, options: MareApiOptions): P
   await app.register(cors, { origin: '*', exposedHeaders: ['x-cache', 'retry-after'] });
   registerMetricsRoute(app, options.registry, 'mare');
   registerHealthRoutes(app, 'mare-api', options.readiness);
-  registerJobRoutes(app, ctx);
+  const submitLimit = options.rateLimit
+    ? await registerSubmitRateLimit(app, options.rateLimit)
+    : {};
+  registerJobRoutes(app, ctx, submitLimit);
   registerSseRoutes(app, ctx);
   return app;
 }

@@ -2,7 +2,7 @@ import type { Logger } from '../common/logger.js';
 import type { EventHistory } from './event-history.js';
 import type { JobLookup } from './job-lookup.js';
 import type { MareMetrics } from './mare-metrics.js';
-import type { SseHub } from './sse-hub.js';
+import type { SseHub, SseStreamOptions } from './sse-hub.js';
 import type { TritonClient } from './triton-client.js';
 
 /** What mare-api's routes share: built once per process by `startMare`. */
@@ -16,7 +16,7 @@ export interface MareContext {
   config: {
     sseMaxConnections: number;
     sseRetryMs: number;
-    /** Bytes an SSE connection may have unsent before it is cut. */
-    sseMaxBufferedBytes: number;
+    /** Per-connection buffering bounds for SSE streams. */
+    sseStream: SseStreamOptions;
   };
 }

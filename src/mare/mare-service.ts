@@ -9,7 +9,8 @@ import { JobLookup } from './job-lookup.js';
 import { buildMareApi } from './mare-api.js';
 import { MareMetrics } from './mare-metrics.js';
 import { ResultsCache } from './results-cache.js';
-import { LiveEvent, SseHub } from './sse-hub.js';
+import { SseHub } from './sse-hub.js';
+import { EventDispatcher } from './event-dispatcher.js';
 import { TritonClient } from './triton-client.js';
 import { TritonEventSubscriber } from './triton-event-subscriber.js';
 
@@ -28,9 +29,6 @@ export interface MareService {
   /** Ends SSE streams (telling clients when to come back), then closes everything. Safe to call twice. */
   close(): Promise<void>;
 }
-
-/** Bytes an SSE connection may have unsent before it is cut: a client that stopped reading. */
-const SSE_MAX_BUFFERED_BYTES = 1024 * 1024;
 
 /** Starts mare-api: one subscriber, the results cache, the SSE hub and the HTTP API. */
 export async function startMare({
@@ -86,29 +84,14 @@ export async function startMare({
   const lookup = new JobLookup(cache, triton, log, metrics);
   const history = new EventHistory(eventsRedis, keyspace);
 
+  const dispatcher = new EventDispatcher({ hub, cache, history, lookup, metrics, logger: log });
   const subscriber = new TritonEventSubscriber({
     redis: subscriberRedis,
     keyspace,
     logger: log,
+    onEvent: (event, json) => dispatcher.handle(event, json),
     onInvalid: () => metrics.eventsInvalid.inc(),
-    onEvent: (event, json) => {
-      const lagSeconds = (Date.now() - Date.parse(event.timestamp)) / 1000;
-      metrics.eventsReceived.inc({ event_type: event.event_type });
-      metrics.subscriberLag.observe(Math.max(0, lagSeconds));
-      const live = new LiveEvent(event, json);
-      // The cache write goes out first on its connection, so a lookup that follows the
-      // terminal event on the same connection finds it.
-      if (
-        live.terminal &&
-        (event.event_type === 'job:completed' || event.event_type === 'job:failed')
-      ) {
-        cache.setFromEvent(event).catch((err: Error) => {
-          log.warn({ job_id: event.job_id, err: err.message }, 'Could not cache a job result');
-        });
-      }
-      hub.publish(live);
-      metrics.sseDelivery.observe(Math.max(0, (Date.now() - Date.parse(event.timestamp)) / 1000));
-    },
+    onResubscribed: () => void dispatcher.reconcile(),
   });
   await subscriber.start();
 
@@ -123,12 +106,21 @@ export async function startMare({
       config: {
         sseMaxConnections: mare.sseMaxConnections,
         sseRetryMs: mare.sseRetryMs,
-        sseMaxBufferedBytes: SSE_MAX_BUFFERED_BYTES,
+        sseStream: {
+          highWaterBytes: mare.sseHighWaterBytes,
+          maxPendingEvents: mare.sseMaxPendingEvents,
+          onSlowConsumer: () => metrics.sseRejected.inc({ reason: 'slow_consumer' }),
+        },
       },
     },
     {
       registry,
       bodyLimit: common.bodyLimitBytes,
+      rateLimit: {
+        perMinute: common.submitRateLimitPerMinute,
+        redis: cacheRedis,
+        keyPrefix: common.keyPrefix,
+      },
       readiness: {
         redis: () => cacheRedis.ping(),
         events_redis: () => eventsRedis.ping(),

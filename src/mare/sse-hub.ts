@@ -5,7 +5,10 @@ import {
   globalEventId,
   HEARTBEAT_FRAME,
   isTerminalEvent,
+  jobSnapshot,
+  TERMINAL_STATUSES,
   type JobEvent,
+  type JobStatusDocument,
 } from '../contract/index.js';
 import type { StoredEvent } from './event-history.js';
 
@@ -15,6 +18,7 @@ import type { StoredEvent } from './event-history.js';
  */
 export class LiveEvent {
   readonly terminal: boolean;
+  readonly progress: boolean;
   private jobFrameText: string | undefined;
   private globalFrameText: string | undefined;
 
@@ -24,6 +28,7 @@ export class LiveEvent {
     readonly json: string,
   ) {
     this.terminal = isTerminalEvent(event);
+    this.progress = event.event_type === 'job:progress';
   }
 
   /** Frame for a job's own stream: `id: {seq}`. */
@@ -51,55 +56,94 @@ const SSE_HEADERS = {
 } as const;
 
 export interface SseStreamOptions {
-  /** Bytes a connection may have waiting to be sent before it is cut (it can resume). */
-  maxBufferedBytes: number;
+  /**
+   * Unsent bytes above which a connection counts as congested: its events wait (progress
+   * coalesced, latest wins) until the socket drains. @defaultValue 64 KiB
+   */
+  highWaterBytes?: number;
+  /** Events waiting on a congested connection beyond which it is cut (it can resume). @defaultValue 256 */
+  maxPendingEvents?: number;
+  /** Called when a connection is cut for not reading. */
+  onSlowConsumer?: () => void;
 }
 
 /**
- * One SSE response. Until {@link SseStream.open} it buffers live events, so that nothing
- * published while history is being read is lost; afterwards it writes them as they come.
+ * One SSE response. Until it opens it buffers live events, so that nothing published while
+ * history is being read is lost. Once open it writes events as they come, unless the client
+ * stops reading: then events wait in a bounded queue where a job's newer progress replaces
+ * its older progress (lifecycle events are never dropped), and past the bound the connection
+ * is cut; the client resumes from its Last-Event-ID.
  */
 export abstract class SseStream {
   closed = false;
   opened = false;
-  /** Live events that arrived before the stream opened. */
-  protected backlog: LiveEvent[] | null = [];
   onClose: ((stream: SseStream) => void) | undefined;
+  /** Live events that arrived before the stream opened. */
+  private backlog: LiveEvent[] | null = [];
+  /** Events waiting for a congested socket to drain; null while it is not congested. */
+  private pending: LiveEvent[] | null = null;
+  /** Index in `pending` of each job's waiting progress event. */
+  private readonly pendingProgress = new Map<string, number>();
+  private readonly highWaterBytes: number;
+  private readonly maxPendingEvents: number;
+  private readonly onSlowConsumer: (() => void) | undefined;
 
   constructor(
     protected readonly res: ServerResponse,
-    private readonly options: SseStreamOptions,
+    { highWaterBytes = 64 * 1024, maxPendingEvents = 256, onSlowConsumer }: SseStreamOptions = {},
   ) {
+    this.highWaterBytes = highWaterBytes;
+    this.maxPendingEvents = maxPendingEvents;
+    this.onSlowConsumer = onSlowConsumer;
     res.once('close', () => this.markClosed());
   }
 
-  /** Hands a live event to this connection (buffered until the stream is open). */
-  abstract deliver(live: LiveEvent): void;
+  /** Whether this stream wants a live event (not yet sent, not a duplicate). */
+  protected abstract accept(live: LiveEvent): boolean;
+  /** The frame this stream writes for a live event. */
+  protected abstract frameOf(live: LiveEvent): string;
+  /** Runs after a live event was written (a job stream ends after its terminal event). */
+  protected afterSend(_live: LiveEvent): void {}
 
-  /** Writes the SSE headers and `first`, then whatever arrived meanwhile. */
-  protected openWith(first: string, drain: (backlog: LiveEvent[]) => void): void {
+  /** Hands a live event to this connection. */
+  deliver(live: LiveEvent): void {
+    if (this.closed) return;
+    if (this.backlog) {
+      this.backlog.push(live);
+      return;
+    }
+    if (!this.accept(live)) return;
+    if (this.pending) this.queue(live);
+    else this.send(live);
+  }
+
+  /** Writes the heartbeat comment, unless the connection is busy anyway. */
+  heartbeat(): void {
+    if (this.opened && !this.pending) this.write(HEARTBEAT_FRAME);
+  }
+
+  /** Writes the SSE headers and `first` (in one chunk), then what arrived meanwhile. */
+  protected openWith(first: string): void {
     if (this.closed) return;
     this.res.writeHead(200, SSE_HEADERS);
     this.opened = true;
     const backlog = this.backlog ?? [];
     this.backlog = null;
-    this.res.cork();
     this.write(first);
-    drain(backlog);
-    process.nextTick(() => this.res.uncork());
+    for (const live of backlog) this.deliver(live);
   }
 
-  write(chunk: string): void {
+  /** Writes raw text, and notices when the client stops keeping up. */
+  protected write(chunk: string): void {
     if (this.closed || chunk.length === 0) return;
     this.res.write(chunk);
-    if (this.res.writableLength > this.options.maxBufferedBytes) {
-      // A client that stopped reading: cut it loose rather than buffer without bound.
-      this.res.destroy();
-      this.markClosed();
+    if (!this.pending && this.res.writableLength > this.highWaterBytes) {
+      this.pending = [];
+      this.res.once('drain', () => this.flush());
     }
   }
 
-  /** Ends the response after `last` (a closing comment, say). */
+  /** Ends the response after `last` (a closing comment, a `retry:` hint). */
   end(last = ''): void {
     if (this.closed) return;
     this.closed = true;
@@ -113,9 +157,49 @@ export abstract class SseStream {
     this.markClosed();
   }
 
+  private send(live: LiveEvent): void {
+    this.write(this.frameOf(live));
+    this.afterSend(live);
+  }
+
+  private queue(live: LiveEvent): void {
+    const pending = this.pending;
+    if (!pending) return;
+    const jobId = live.event.job_id;
+    if (live.progress) {
+      const index = this.pendingProgress.get(jobId);
+      if (index !== undefined) {
+        pending[index] = live;
+        return;
+      }
+      this.pendingProgress.set(jobId, pending.length);
+    } else {
+      // A later progress event must not overtake this one.
+      this.pendingProgress.delete(jobId);
+    }
+    pending.push(live);
+    if (pending.length > this.maxPendingEvents) {
+      this.onSlowConsumer?.();
+      this.res.destroy();
+      this.markClosed();
+    }
+  }
+
+  private flush(): void {
+    const queued = this.pending ?? [];
+    this.pending = null;
+    this.pendingProgress.clear();
+    for (const live of queued) {
+      if (this.closed) return;
+      if (this.pending) this.queue(live);
+      else this.send(live);
+    }
+  }
+
   private markClosed(): void {
     if (this.closed) return;
     this.closed = true;
+    this.pending = null;
     this.onClose?.(this);
   }
 }
@@ -125,20 +209,16 @@ export class JobStream extends SseStream {
   constructor(
     res: ServerResponse,
     readonly jobId: string,
-    /** Highest seq the client has; nothing at or below it is written again. */
+    /** Highest seq the client has (or will have); nothing at or below it is written again. */
     private lastSeq: number,
-    options: SseStreamOptions,
+    options?: SseStreamOptions,
   ) {
     super(res, options);
   }
 
-  deliver(live: LiveEvent): void {
-    if (this.closed) return;
-    if (this.backlog) {
-      this.backlog.push(live);
-      return;
-    }
-    this.writeLive(live);
+  /** Highest seq this client has or is about to be sent. */
+  get seq(): number {
+    return this.lastSeq;
   }
 
   /**
@@ -150,75 +230,87 @@ export class JobStream extends SseStream {
     // After a resync the snapshot defines what the client has, whatever it claimed before.
     if (resyncedTo !== undefined) this.lastSeq = resyncedTo;
     let text = preamble;
-    let terminal: JobEvent | undefined;
+    let terminal: 'completed' | 'failed' | undefined;
     for (const { event, json } of history) {
       if (event.seq <= this.lastSeq) continue;
       text += formatSseEvent(event.seq, json);
       this.lastSeq = event.seq;
       if (isTerminalEvent(event)) {
-        terminal = event;
+        terminal = event.status;
         break;
       }
     }
-    this.openWith(text, (backlog) => {
-      if (terminal) return;
-      for (const live of backlog) {
-        this.writeLive(live);
-        if (this.closed) return;
-      }
-    });
-    if (terminal && isTerminalEvent(terminal)) this.end(closingComment(terminal.status));
+    if (terminal) {
+      this.openWith('');
+      this.end(text + closingComment(terminal));
+    } else {
+      this.openWith(text);
+    }
   }
 
-  /** Ends at once after a snapshot that is already terminal. */
-  finish(status: 'completed' | 'failed'): void {
-    this.end(closingComment(status));
+  /** Sends the job's whole state (when its events cannot be replayed); ends if it is finished. */
+  resync(doc: JobStatusDocument, seq: number): void {
+    if (this.closed || !this.opened) return;
+    this.lastSeq = Math.max(this.lastSeq, seq);
+    const frame = formatSseEvent(seq, JSON.stringify(jobSnapshot(doc, seq)));
+    if (TERMINAL_STATUSES.has(doc.status)) {
+      this.end(frame + closingComment(doc.status as 'completed' | 'failed'));
+    } else {
+      this.write(frame);
+    }
   }
 
-  private writeLive(live: LiveEvent): void {
-    const seq = live.event.seq;
-    if (seq <= this.lastSeq) return;
-    this.lastSeq = seq;
-    this.write(live.jobFrame);
+  protected accept(live: LiveEvent): boolean {
+    if (live.event.seq <= this.lastSeq) return false;
+    this.lastSeq = live.event.seq;
+    return true;
+  }
+
+  protected frameOf(live: LiveEvent): string {
+    return live.jobFrame;
+  }
+
+  protected override afterSend(live: LiveEvent): void {
     if (live.terminal && isTerminalEvent(live.event)) this.end(closingComment(live.event.status));
   }
 }
 
 /** `GET /v1/triton/events`: every job, `id: {job_id}:{seq}`, never closes by itself. */
 export class GlobalStream extends SseStream {
-  deliver(live: LiveEvent): void {
-    if (this.closed) return;
-    if (this.backlog) {
-      this.backlog.push(live);
-      return;
-    }
-    this.write(live.globalFrame);
-  }
+  /** Per job, the last seq that history replayed: only live events racing the replay can repeat it. */
+  private replayed: Map<string, number> | undefined;
 
   /** Opens with `preamble`, the replayed history, then buffered live events not already replayed. */
   open(preamble: string, history: readonly StoredEvent[]): void {
     let text = preamble;
-    // Only live events that raced the history read can repeat it: remember what was replayed.
     const replayed = new Map<string, number>();
     for (const { event, json } of history) {
       text += formatSseEvent(globalEventId(event.job_id, event.seq), json);
-      const seen = replayed.get(event.job_id) ?? 0;
-      if (event.seq > seen) replayed.set(event.job_id, event.seq);
+      if (event.seq > (replayed.get(event.job_id) ?? 0)) replayed.set(event.job_id, event.seq);
     }
-    this.openWith(text, (backlog) => {
-      for (const live of backlog) {
-        if (live.event.seq <= (replayed.get(live.event.job_id) ?? 0)) continue;
-        this.write(live.globalFrame);
-      }
-    });
+    this.replayed = replayed;
+    this.openWith(text);
+    // Live events from here on were published after the replay was read.
+    this.replayed = undefined;
+  }
+
+  protected accept(live: LiveEvent): boolean {
+    const replayed = this.replayed?.get(live.event.job_id);
+    return replayed === undefined || live.event.seq > replayed;
+  }
+
+  protected frameOf(live: LiveEvent): string {
+    return live.globalFrame;
   }
 }
 
 export interface SseHubOptions {
   /** Interval of the heartbeat comment. @defaultValue 15000 */
   heartbeatMs?: number;
-  /** Called with the number of open connections whenever it changes. */
+  /** Called with the number of open connections of a kind whenever it changes. */
   onCountChange?: (kind: 'job' | 'global', count: number) => void;
+  /** Jobs whose last dispatched seq is remembered, to drop repeats. @defaultValue 100000 */
+  rememberJobs?: number;
 }
 
 /**
@@ -228,14 +320,18 @@ export interface SseHubOptions {
 export class SseHub {
   private readonly byJob = new Map<string, Set<JobStream>>();
   private readonly global = new Set<GlobalStream>();
+  /** Last seq dispatched per job (insertion-ordered, oldest evicted first). */
+  private readonly lastDispatched = new Map<string, number>();
   private jobCount = 0;
-  private readonly heartbeat: NodeJS.Timeout;
+  private readonly heartbeatTimer: NodeJS.Timeout;
   private readonly onCountChange: SseHubOptions['onCountChange'];
+  private readonly rememberJobs: number;
 
-  constructor({ heartbeatMs = 15_000, onCountChange }: SseHubOptions = {}) {
+  constructor({ heartbeatMs = 15_000, onCountChange, rememberJobs = 100_000 }: SseHubOptions = {}) {
     this.onCountChange = onCountChange;
-    this.heartbeat = setInterval(() => this.beat(), heartbeatMs);
-    this.heartbeat.unref();
+    this.rememberJobs = rememberJobs;
+    this.heartbeatTimer = setInterval(() => this.beat(), heartbeatMs);
+    this.heartbeatTimer.unref();
   }
 
   /** Open connections, both kinds. */
@@ -243,9 +339,12 @@ export class SseHub {
     return this.jobCount + this.global.size;
   }
 
-  /** Jobs that have at least one watcher here. */
-  get watchedJobs(): IterableIterator<string> {
-    return this.byJob.keys();
+  /** Jobs with at least one watcher here, and the last seq dispatched for each (0: none). */
+  watchedJobs(): Array<{ jobId: string; lastSeq: number }> {
+    return [...this.byJob.keys()].map((jobId) => ({
+      jobId,
+      lastSeq: this.lastDispatched.get(jobId) ?? 0,
+    }));
   }
 
   addJobStream(stream: JobStream): void {
@@ -271,11 +370,32 @@ export class SseHub {
     };
   }
 
-  /** Fans one published event out to its job's watchers and to every all-jobs watcher. */
-  publish(live: LiveEvent): void {
-    const watchers = this.byJob.get(live.event.job_id);
+  /**
+   * Fans one event out to its job's watchers and to every all-jobs watcher. An event whose seq
+   * is not above the last one dispatched for its job (a repeat, from a reconciliation racing
+   * Pub/Sub) is dropped. Returns whether it was dispatched.
+   */
+  publish(live: LiveEvent): boolean {
+    const { job_id: jobId, seq } = live.event;
+    const last = this.lastDispatched.get(jobId);
+    if (last !== undefined) {
+      if (seq <= last) return false;
+      this.lastDispatched.delete(jobId);
+    } else if (this.lastDispatched.size >= this.rememberJobs) {
+      const oldest = this.lastDispatched.keys().next().value;
+      if (oldest !== undefined) this.lastDispatched.delete(oldest);
+    }
+    this.lastDispatched.set(jobId, seq);
+    const watchers = this.byJob.get(jobId);
     if (watchers) for (const stream of watchers) stream.deliver(live);
     for (const stream of this.global) stream.deliver(live);
+    return true;
+  }
+
+  /** Sends a job's watchers its whole state, when its events could not be replayed. */
+  resyncJob(jobId: string, doc: JobStatusDocument, seq: number): void {
+    const watchers = this.byJob.get(jobId);
+    if (watchers) for (const stream of [...watchers]) stream.resync(doc, seq);
   }
 
   /** Ends every connection after `last` (e.g. a `retry:` hint on shutdown). */
@@ -285,13 +405,11 @@ export class SseHub {
   }
 
   stop(): void {
-    clearInterval(this.heartbeat);
+    clearInterval(this.heartbeatTimer);
   }
 
   private beat(): void {
-    for (const set of this.byJob.values()) {
-      for (const stream of set) if (stream.opened) stream.write(HEARTBEAT_FRAME);
-    }
-    for (const stream of this.global) if (stream.opened) stream.write(HEARTBEAT_FRAME);
+    for (const set of this.byJob.values()) for (const stream of set) stream.heartbeat();
+    for (const stream of this.global) stream.heartbeat();
   }
 }

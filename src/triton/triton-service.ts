@@ -17,6 +17,7 @@ import {
 } from './generation-queue.js';
 import { TritonMetrics } from './triton-metrics.js';
 import { createGenerationProcessor, type GenerationResult } from './worker/generation-processor.js';
+import { JobSweeper } from './worker/job-sweeper.js';
 import { BuiltInTemplateGenerator, type TemplateGenerator } from './worker/template-generator.js';
 
 export interface StartTritonOptions {
@@ -45,6 +46,23 @@ export interface TritonService {
   readonly redis: Redis;
   /** Stops taking work, lets running jobs finish, closes every connection. Safe to call twice. */
   close(): Promise<void>;
+}
+
+/**
+ * Lets running jobs finish, up to `timeoutMs`; then stops without them: their locks expire and
+ * they go back to the queue for another worker.
+ */
+async function closeWorker(worker: Worker, timeoutMs: number, log: Logger): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), timeoutMs);
+  });
+  const outcome = await Promise.race([worker.close(), timedOut]);
+  clearTimeout(timer);
+  if (outcome === 'timeout') {
+    log.warn(`Running jobs did not finish within ${timeoutMs} ms; they go back to the queue`);
+    await worker.close(true);
+  }
 }
 
 /** Starts triton-api and/or a worker against one Redis and one database. */
@@ -91,6 +109,7 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
   });
 
   let worker: Worker<GenerationJobData, GenerationResult> | undefined;
+  let sweeper: JobSweeper | undefined;
   if (options.worker) {
     const processor = createGenerationProcessor({
       store,
@@ -99,14 +118,34 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
       logger: log,
       metrics,
       stepMs: triton.generationStepMs,
+      timeoutMs: triton.jobTimeoutMs,
     });
     worker = new Worker<GenerationJobData, GenerationResult>(GENERATION_QUEUE, processor, {
       connection: redis,
       prefix: keyspace.queuePrefix,
       concurrency: triton.workerConcurrency,
+      // A worker that dies holding a job loses its lock after lockDuration; the job is then
+      // retried (up to maxStalledCount times) or failed, and the sweeper announces the failure.
+      lockDuration: triton.jobLockMs,
+      stalledInterval: triton.jobLockMs,
+      maxStalledCount: triton.jobMaxStalled,
     });
     worker.on('error', (err) => log.error({ err: err.message }, 'Worker error'));
-    await worker.waitUntilReady();
+    worker.on('stalled', (jobId) =>
+      log.warn({ job_id: jobId }, `Job ${jobId} was abandoned by a worker; retrying it`),
+    );
+    sweeper = new JobSweeper({
+      store,
+      queue,
+      publisher,
+      logger: log,
+      metrics,
+      keyspace,
+      connection: redis,
+      timeoutMs: triton.jobTimeoutMs,
+      intervalMs: triton.jobSweepIntervalMs,
+    });
+    await Promise.all([worker.waitUntilReady(), sweeper.start()]);
     log.info(
       `Worker running (concurrency ${triton.workerConcurrency}, ${triton.generationStepMs} ms per template)`,
     );
@@ -121,7 +160,9 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
       publisher,
       logger: log,
       registry,
+      metrics,
       bodyLimit: common.bodyLimitBytes,
+      rateLimit: { perMinute: common.submitRateLimitPerMinute, redis, keyPrefix: common.keyPrefix },
       readiness: {
         redis: () => redis.ping(),
         database: () => database.ping(),
@@ -142,7 +183,8 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
     close() {
       closing ??= (async () => {
         await app?.close();
-        await worker?.close();
+        await sweeper?.close();
+        if (worker) await closeWorker(worker, common.shutdownTimeoutMs, log);
         await queue.close();
         await database.close();
         await closeRedis(redis);

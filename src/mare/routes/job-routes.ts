@@ -25,7 +25,12 @@ const upstreamErrors = {
 };
 
 /** Submissions, cache-first lookups, and the records the dashboard needs (through triton-api). */
-export function registerJobRoutes(app: HttpApp, ctx: MareContext): void {
+export function registerJobRoutes(
+  app: HttpApp,
+  ctx: MareContext,
+  /** Route config that rate-limits submissions (empty: no limit). */
+  submitLimit: object = {},
+): void {
   const { triton, lookup } = ctx;
 
   app.post(
@@ -36,8 +41,9 @@ export function registerJobRoutes(app: HttpApp, ctx: MareContext): void {
         summary:
           'Submit a template-generation job for a client; watch it with /v1/triton/jobs/{job_id}/subscribe',
         params: ClientParams,
-        response: { 202: JobAccepted, ...upstreamErrors },
+        response: { 202: JobAccepted, 429: ErrorBody, ...upstreamErrors },
       },
+      config: submitLimit,
     },
     async (request, reply) =>
       reply.code(202).send(await triton.submitGeneration(request.params.client_id)),

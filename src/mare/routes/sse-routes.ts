@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import {
   AppError,
+  closingComment,
   ErrorBody,
   formatSseEvent,
   isTerminalEvent,
@@ -54,7 +55,7 @@ const SSE_RESPONSE = {
 /** The two SSE endpoints: one job, and all jobs. */
 export function registerSseRoutes(app: HttpApp, ctx: MareContext): void {
   const { hub, history, lookup, config, metrics } = ctx;
-  const streamOptions = { maxBufferedBytes: config.sseMaxBufferedBytes };
+  const streamOptions = config.sseStream;
 
   function ensureCapacity(): void {
     if (hub.size >= config.sseMaxConnections) {
@@ -118,7 +119,7 @@ export function registerSseRoutes(app: HttpApp, ctx: MareContext): void {
 
       reply.hijack();
       stream.open(preamble, replay, resyncedTo);
-      if (finished) stream.finish(finished);
+      if (finished) stream.end(closingComment(finished));
       request.log.debug(
         { job_id: jobId, replayed: replay.length, after_seq: afterSeq },
         'SSE job stream opened',

@@ -21,9 +21,12 @@ import { registerHealthRoutes, type ReadinessCheck } from '../../common/health.j
 import { createHttpApp, type HttpApp } from '../../common/http.js';
 import type { Logger } from '../../common/logger.js';
 import { registerMetricsRoute } from '../../common/metrics.js';
+import { registerSubmitRateLimit, type SubmitRateLimitOptions } from '../../common/rate-limit.js';
+import type { TritonMetrics } from '../triton-metrics.js';
 import type { TritonStore } from '../db/triton-store.js';
 import type { EventPublisher } from '../events/event-publisher.js';
 import { enqueueGeneration, type GenerationQueue } from '../generation-queue.js';
+import { failJob } from '../job-failure.js';
 
 export interface TritonApiDeps {
   store: TritonStore;
@@ -33,6 +36,9 @@ export interface TritonApiDeps {
   registry: Registry;
   readiness: Record<string, ReadinessCheck>;
   bodyLimit?: number;
+  metrics?: TritonMetrics;
+  /** Limit on submissions per client address per minute, counted in this Redis. */
+  rateLimit?: SubmitRateLimitOptions;
 }
 
 const ClientParams = z.object({ client_id: UuidParam });
@@ -44,41 +50,55 @@ const Page = z.object({
 });
 const errors = { 400: ErrorBody, 404: ErrorBody };
 
+/** How long a submission may wait for Redis before it is refused (mare-api waits 5 s). */
+const SUBMIT_TIMEOUT_MS = 3000;
+
 /**
  * Accepts a generation job: record it, publish `job:queued` (so it is seq 1 in the job's
  * history, before any worker can publish), then enqueue. A job for a client that does not
  * exist is accepted too, and then fails saying so, as the seed's failure drill expects.
+ * When Redis does not answer in time the submission is refused (503) and the job is never run.
  */
 async function submitGeneration(deps: TritonApiDeps, clientId: string): Promise<JobAccepted> {
   const { store, publisher, queue, logger } = deps;
   const jobId = randomUUID();
   await store.createJob(jobId, clientId);
-  const now = new Date().toISOString();
-  await publisher.publish({
-    event_type: 'job:queued',
-    timestamp: now,
-    job_id: jobId,
-    client_id: clientId,
-    status: 'queued',
-  });
-  try {
-    await enqueueGeneration(queue, { job_id: jobId, client_id: clientId });
-  } catch (err) {
-    const message = 'Template generation failed: the job queue is unavailable';
-    logger.error({ job_id: jobId, err }, message);
-    const failedAt = new Date();
-    await store.markJobFailed(jobId, message, failedAt, 0);
+  let timedOut = false;
+  const fail = (message: string) =>
+    failJob(deps, { jobId, clientId, message }).catch((err: Error) =>
+      logger.error({ job_id: jobId, err: err.message }, 'Could not record a refused job'),
+    );
+  const accept = async () => {
     await publisher.publish({
-      event_type: 'job:failed',
-      timestamp: failedAt.toISOString(),
+      event_type: 'job:queued',
+      timestamp: new Date().toISOString(),
       job_id: jobId,
       client_id: clientId,
-      status: 'failed',
-      error_message: message,
-      generation_duration_ms: 0,
-      completed_at: failedAt.toISOString(),
+      status: 'queued',
     });
-    throw new AppError('UPSTREAM_UNAVAILABLE', message, 5);
+    // Redis answered too late: the client was told no, so the job must not run.
+    if (timedOut)
+      return void (await fail('Template generation failed: the job queue was unavailable'));
+    await enqueueGeneration(queue, { job_id: jobId, client_id: clientId });
+  };
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      accept(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          timedOut = true;
+          reject(new Error(`no answer from Redis within ${SUBMIT_TIMEOUT_MS} ms`));
+        }, SUBMIT_TIMEOUT_MS);
+      }),
+    ]);
+  } catch (err) {
+    const message = 'Template generation failed: the job queue is unavailable';
+    logger.error({ job_id: jobId, err: (err as Error).message }, message);
+    if (!timedOut) await fail(message);
+    throw new AppError('UPSTREAM_UNAVAILABLE', 'The job queue is unavailable; retry shortly', 5);
+  } finally {
+    clearTimeout(timer);
   }
   logger.info({ job_id: jobId, client_id: clientId }, `Accepted generation job ${jobId}`);
   return { job_id: jobId, status: 'queued' };
@@ -90,6 +110,7 @@ export async function buildTritonApi(deps: TritonApiDeps): Promise<HttpApp> {
   const app = createHttpApp({ logger: deps.logger, bodyLimit: deps.bodyLimit });
   await app.register(cors, { origin: '*' });
   registerMetricsRoute(app, deps.registry, 'triton');
+  const submitLimit = deps.rateLimit ? await registerSubmitRateLimit(app, deps.rateLimit) : {};
   registerHealthRoutes(app, 'triton-api', deps.readiness);
 
   app.get(
@@ -200,8 +221,9 @@ export async function buildTritonApi(deps: TritonApiDeps): Promise<HttpApp> {
         tags: ['jobs'],
         summary: 'Start generating templates; progress is published as job events',
         params: ClientParams,
-        response: { 202: JobAccepted, 400: ErrorBody, 503: ErrorBody },
+        response: { 202: JobAccepted, 400: ErrorBody, 429: ErrorBody, 503: ErrorBody },
       },
+      config: submitLimit,
     },
     async (request, reply) =>
       reply.code(202).send(await submitGeneration(deps, request.params.client_id)),

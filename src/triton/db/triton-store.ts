@@ -40,8 +40,13 @@ export function toTemplate(row: TemplateRow): Template {
   };
 }
 
-/** A job row and its template ids (in order) as the status document. */
-export function toStatusDocument(row: JobRow, templateIds: string[]): JobStatusDocument {
+/**
+ * A job row and its template ids (in order) as the status document. A failed job lists no
+ * templates, as its `job:failed` event implies (statusDocumentFromTerminalEvent): otherwise a
+ * gateway's cached answer and triton's answer for a job that failed part-way would disagree.
+ */
+export function toStatusDocument(row: JobRow, storedTemplateIds: string[]): JobStatusDocument {
+  const templateIds = row.status === 'failed' ? [] : storedTemplateIds;
   return {
     job_id: row.id,
     client_id: row.client_id,
@@ -241,8 +246,12 @@ export class TritonStore {
     });
   }
 
-  async markJobCompleted(id: string, completedAt: Date, durationMs: number): Promise<void> {
-    await this.db
+  /**
+   * Records success, unless the job already ended (failed by its deadline meanwhile, say).
+   * Returns whether this call ended it: only then may its terminal event be published.
+   */
+  async markJobCompleted(id: string, completedAt: Date, durationMs: number): Promise<boolean> {
+    const row = await this.db
       .updateTable('jobs')
       .set({
         status: 'completed',
@@ -251,16 +260,23 @@ export class TritonStore {
         generation_duration_ms: durationMs,
       })
       .where('id', '=', id)
-      .execute();
+      .where('status', 'in', ['queued', 'running'])
+      .returning('id')
+      .executeTakeFirst();
+    return row !== undefined;
   }
 
+  /**
+   * Records failure, unless the job already ended. Several processes may notice the same
+   * failure (the worker, a queue listener, the sweeper): exactly one of them gets true.
+   */
   async markJobFailed(
     id: string,
     message: string,
     completedAt: Date,
     durationMs: number,
-  ): Promise<void> {
-    await this.db
+  ): Promise<boolean> {
+    const row = await this.db
       .updateTable('jobs')
       .set({
         status: 'failed',
@@ -269,6 +285,21 @@ export class TritonStore {
         generation_duration_ms: durationMs,
       })
       .where('id', '=', id)
+      .where('status', 'in', ['queued', 'running'])
+      .returning('id')
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /** Unfinished jobs created before `createdBefore`, oldest first: the sweeper's candidates. */
+  async unfinishedJobs(createdBefore: Date, limit = 100): Promise<JobRow[]> {
+    return this.db
+      .selectFrom('jobs')
+      .selectAll()
+      .where('status', 'in', ['queued', 'running'])
+      .where('created_at', '<', createdBefore)
+      .orderBy('created_at')
+      .limit(limit)
       .execute();
   }
 

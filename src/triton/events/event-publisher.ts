@@ -13,11 +13,19 @@ import type { TritonMetrics } from '../triton-metrics.js';
  * The JSON is built once by the caller without `seq`; the script appends `"seq":N` as text,
  * so nothing is decoded or re-encoded in Redis (cjson would turn `[]` into `{}`).
  *
+ * ARGV[7] is the highest seq this process already published for the job: should Redis have lost
+ * the counter (a restart without persistence), seq still never goes backwards for a job in flight.
+ *
  * The job's keys and the global stream are in different hash slots: on Redis Cluster this
  * script needs the global stream dropped or moved to a per-slot layout.
  */
 const PUBLISH_SCRIPT = `
 local seq = redis.call('INCR', KEYS[1])
+local floor = tonumber(ARGV[7])
+if seq <= floor then
+  seq = floor + 1
+  redis.call('SET', KEYS[1], seq)
+end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 local json = string.sub(ARGV[1], 1, -2) .. ',"seq":' .. seq .. '}'
 local gid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'e', json)
@@ -38,7 +46,11 @@ type PublishCommand = (
   ttlSeconds: number,
   maxPerJob: number,
   maxGlobal: number,
+  floorSeq: number,
 ) => Promise<[number, string]>;
+
+/** Jobs whose last published seq a publisher remembers (a worker runs a few at a time). */
+const REMEMBERED_JOBS = 10_000;
 
 export interface EventPublisherOptions {
   /** A connection this publisher may use; its owner closes it. */
@@ -64,6 +76,8 @@ export class EventPublisher {
   private readonly maxPerJob: number;
   private readonly maxGlobal: number;
   private readonly command: PublishCommand;
+  /** Last seq published per job, oldest first. */
+  private readonly lastSeq = new Map<string, number>();
 
   constructor({
     redis,
@@ -106,7 +120,14 @@ export class EventPublisher {
       this.historyTtlSeconds,
       this.maxPerJob,
       this.maxGlobal,
+      this.lastSeq.get(jobId) ?? 0,
     );
+    this.lastSeq.delete(jobId);
+    this.lastSeq.set(jobId, seq);
+    if (this.lastSeq.size > REMEMBERED_JOBS) {
+      const oldest = this.lastSeq.keys().next().value;
+      if (oldest !== undefined) this.lastSeq.delete(oldest);
+    }
     this.metrics?.observePublish(draft.event_type, (performance.now() - started) / 1000);
     const log = { job_id: jobId, event_type: draft.event_type, seq };
     const message = `Published event '${draft.event_type}' for job ${jobId}`;

@@ -5,6 +5,7 @@ import type { Logger } from '../../common/logger.js';
 import type { TritonStore } from '../db/triton-store.js';
 import type { EventPublisher } from '../events/event-publisher.js';
 import type { GenerationJobData } from '../generation-queue.js';
+import { failJob } from '../job-failure.js';
 import type { TritonMetrics } from '../triton-metrics.js';
 import type { TemplateGenerator } from './template-generator.js';
 
@@ -16,6 +17,8 @@ export interface GenerationProcessorDeps {
   metrics?: TritonMetrics;
   /** Time spent on each template (the built-in generator is instant). @defaultValue 0 */
   stepMs?: number;
+  /** A job still running after this is failed with a clear message. @defaultValue 10 minutes */
+  timeoutMs?: number;
 }
 
 export interface GenerationResult {
@@ -24,10 +27,14 @@ export interface GenerationResult {
 
 const iso = (d: Date) => d.toISOString();
 
+/** Thrown when a job outlives its deadline; never retried. */
+class DeadlineExceeded extends UnrecoverableError {}
+
 /**
  * Runs one generation job: `job:started`, one `job:progress` per stored template, then
  * `job:completed`; or `job:failed` once no attempt is left. Bad input (an unknown client, no
- * active value proposition) is unrecoverable: it fails at once instead of being retried.
+ * active value proposition) and a missed deadline are unrecoverable: the job fails at once
+ * instead of being retried.
  */
 export function createGenerationProcessor({
   store,
@@ -36,6 +43,7 @@ export function createGenerationProcessor({
   logger,
   metrics,
   stepMs = 0,
+  timeoutMs = 10 * 60_000,
 }: GenerationProcessorDeps) {
   return async function processGeneration(job: Job<GenerationJobData>): Promise<GenerationResult> {
     const { job_id, client_id } = job.data;
@@ -62,6 +70,15 @@ export function createGenerationProcessor({
     });
     log.info({ attempt: job.attemptsMade + 1 }, `Generating templates for job ${job_id}`);
 
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const checkDeadline = () => {
+      if (deadline.aborted) {
+        throw new DeadlineExceeded(
+          `Template generation failed: timed out after ${Math.round(timeoutMs / 1000)} s`,
+        );
+      }
+    };
+
     try {
       const client = await store.getClient(client_id);
       if (!client) {
@@ -83,8 +100,10 @@ export function createGenerationProcessor({
 
       const templateIds: string[] = [];
       for (const [position, kind] of generator.kinds.entries()) {
-        if (stepMs > 0) await delay(stepMs);
+        if (stepMs > 0) await delay(stepMs, undefined, { signal: deadline }).catch(checkDeadline);
+        checkDeadline();
         const generated = await generator.generate(kind, input);
+        checkDeadline();
         const id = randomUUID();
         const done = position + 1;
         await store.saveTemplate(
@@ -107,10 +126,14 @@ export function createGenerationProcessor({
 
       const completedAt = new Date();
       const durationMs = completedAt.getTime() - startedAt.getTime();
-      await store.markJobCompleted(job_id, completedAt, durationMs);
+      if (!(await store.markJobCompleted(job_id, completedAt, durationMs))) {
+        // Something else ended the job meanwhile (the sweeper, at its deadline): it told the watchers.
+        log.warn('Job ended elsewhere while it ran; not publishing its completion');
+        return { template_ids: templateIds };
+      }
       await publisher.publish({
         event_type: 'job:completed',
-        timestamp: iso(completedAt),
+        timestamp: iso(new Date()),
         job_id,
         client_id,
         status: 'completed',
@@ -128,23 +151,11 @@ export function createGenerationProcessor({
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       const attempts = job.opts.attempts ?? 1;
-      const final = err instanceof UnrecoverableError || job.attemptsMade + 1 >= attempts;
-      if (final) {
-        const completedAt = new Date();
-        const durationMs = completedAt.getTime() - startedAt.getTime();
-        await store.markJobFailed(job_id, message, completedAt, durationMs);
-        await publisher.publish({
-          event_type: 'job:failed',
-          timestamp: iso(completedAt),
-          job_id,
-          client_id,
-          status: 'failed',
-          error_message: message,
-          generation_duration_ms: durationMs,
-          completed_at: iso(completedAt),
-        });
-        metrics?.observeJob('failed', durationMs / 1000);
-        log.warn({ err: message }, `Job ${job_id} failed`);
+      if (err instanceof UnrecoverableError || job.attemptsMade + 1 >= attempts) {
+        await failJob(
+          { store, publisher, logger: log, metrics },
+          { jobId: job_id, clientId: client_id, message, startedAt },
+        );
       } else {
         log.warn(
           { err: message, attempt: job.attemptsMade + 1, attempts },

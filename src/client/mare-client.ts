@@ -1,0 +1,254 @@
+import {
+  Client,
+  ClientList,
+  JobAccepted,
+  JobStatusDocument,
+  TemplateList,
+  ValueProposition,
+  type CreateClientBody,
+  type CreateValuePropositionBody,
+  type Template,
+} from '../contract/index.js';
+import { AllJobsWatch, type AllJobsWatchOptions } from './all-jobs-watch.js';
+import { JobWatch, type JobWatchHttp, type JobWatchOptions } from './job-watch.js';
+import { MareApiError } from './mare-api-error.js';
+
+/** The subset of `fetch` the client uses, so tests and unusual runtimes can supply their own. */
+export type FetchFunction = (input: string, init: RequestInit) => Promise<Response>;
+
+/** Options of {@link MareClient}. */
+export interface MareClientOptions {
+  /**
+   * mare-api's base URL.
+   * @defaultValue the page's origin in a browser, `http://127.0.0.1:16000` elsewhere
+   */
+  baseUrl?: string;
+  /** @defaultValue the global `fetch` */
+  fetch?: FetchFunction;
+  /** Deadline of each ordinary request (not of streams). @defaultValue 10000 */
+  timeoutMs?: number;
+  /** Headers sent with every request (an `authorization` header behind a gateway, say). */
+  headers?: Record<string, string>;
+}
+
+/** Options of a single request. */
+export interface RequestOptions {
+  /** Aborts the request; the promise then rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+/** Where mare-api is when nobody says: the page's own origin in a browser. */
+function defaultBaseUrl(): string {
+  const origin = (globalThis as { location?: { origin?: string } }).location?.origin;
+  return origin && origin !== 'null' ? origin : 'http://127.0.0.1:16000';
+}
+
+interface Parser<T> {
+  safeParse(value: unknown): { success: true; data: T } | { success: false };
+}
+
+/**
+ * A typed client for mare-api, for browsers and Node 20 alike (global `fetch`, `TextDecoder`,
+ * web streams; no `EventSource`, so that resuming, deduplication and fallback are ours).
+ *
+ * Every method resolves with the contract's types, validated, or rejects with a
+ * {@link MareApiError} carrying the server's `{error: {code, message}}` and HTTP status.
+ *
+ * @example
+ * ```ts
+ * const mare = new MareClient({ baseUrl: 'http://127.0.0.1:16000' });
+ * const { job_id } = await mare.generateTemplates(clientId);
+ * for await (const event of mare.watchJob(job_id)) console.log(event.event_type, event.status);
+ * ```
+ */
+export class MareClient {
+  /** mare-api's base URL, without a trailing slash. */
+  readonly baseUrl: string;
+  private readonly fetchFn: FetchFunction;
+  private readonly timeoutMs: number;
+  private readonly headers: Record<string, string>;
+
+  constructor({
+    baseUrl = defaultBaseUrl(),
+    // Called through a wrapper: a browser's fetch throws "Illegal invocation" when called as
+    // a method of another object.
+    fetch: fetchFn = (input, init) => fetch(input, init),
+    timeoutMs = 10_000,
+    headers = {},
+  }: MareClientOptions = {}) {
+    this.baseUrl = baseUrl.replace(/\/+$/, '');
+    this.fetchFn = fetchFn;
+    this.timeoutMs = timeoutMs;
+    this.headers = headers;
+  }
+
+  /** Submits a template-generation job for a client; watch it with {@link MareClient.watchJob}. */
+  generateTemplates(clientId: string, options: RequestOptions = {}): Promise<JobAccepted> {
+    return this.request(
+      'POST',
+      `/v1/triton/clients/${encodeURIComponent(clientId)}/generate-templates`,
+      JobAccepted,
+      options,
+    );
+  }
+
+  /** A job's status document: from mare-api's cache once it has finished. */
+  getJob(jobId: string, options: RequestOptions = {}): Promise<JobStatusDocument> {
+    return this.request(
+      'GET',
+      `/v1/triton/jobs/${encodeURIComponent(jobId)}`,
+      JobStatusDocument,
+      options,
+    );
+  }
+
+  /** A job's templates, in order (those finished so far while it runs). */
+  async getJobTemplates(jobId: string, options: RequestOptions = {}): Promise<Template[]> {
+    const list = await this.request(
+      'GET',
+      `/v1/triton/jobs/${encodeURIComponent(jobId)}/templates`,
+      TemplateList,
+      options,
+    );
+    return list.templates;
+  }
+
+  /** Clients, newest first. @param page - `limit` (default 100) and `offset` (default 0). */
+  async listClients({
+    limit = 100,
+    offset = 0,
+    ...options
+  }: RequestOptions & { limit?: number; offset?: number } = {}): Promise<Client[]> {
+    const list = await this.request(
+      'GET',
+      `/v1/triton/clients?limit=${limit}&offset=${offset}`,
+      ClientList,
+      options,
+    );
+    return list.clients;
+  }
+
+  /** Creates a client (`name`, `industry`). */
+  createClient(body: CreateClientBody, options: RequestOptions = {}): Promise<Client> {
+    return this.request('POST', '/v1/triton/clients', Client, options, body);
+  }
+
+  /**
+   * Adds a value proposition to a client; an active one (the default) replaces the client's
+   * previous active one. A job needs one to succeed.
+   */
+  createValueProposition(
+    clientId: string,
+    body: CreateValuePropositionBody,
+    options: RequestOptions = {},
+  ): Promise<ValueProposition> {
+    return this.request(
+      'POST',
+      `/v1/triton/clients/${encodeURIComponent(clientId)}/value-propositions`,
+      ValueProposition,
+      options,
+      body,
+    );
+  }
+
+  /**
+   * Follows one job to its end over SSE (resuming, deduplicating, falling back to polling):
+   * iterate it with `for await`, pass callbacks, or await its `done`. See {@link JobWatch}.
+   */
+  watchJob(jobId: string, options: JobWatchOptions = {}): JobWatch {
+    const http: JobWatchHttp = {
+      openStream: (path, signal) => this.openStream(path, signal),
+      getJob: (id, signal) => this.getJob(id, { signal }),
+    };
+    return new JobWatch(jobId, http, options);
+  }
+
+  /** Follows every job's events until closed. See {@link AllJobsWatch}. */
+  watchAll(options: AllJobsWatchOptions = {}): AllJobsWatch {
+    return new AllJobsWatch(
+      { openStream: (path, signal) => this.openStream(path, signal) },
+      options,
+    );
+  }
+
+  /** An SSE request: no deadline (it is meant to stay open), only the caller's signal. */
+  private async openStream(path: string, signal: AbortSignal): Promise<Response> {
+    return this.send(`${this.baseUrl}${path}`, {
+      method: 'GET',
+      headers: { ...this.headers, accept: 'text/event-stream' },
+      signal,
+    });
+  }
+
+  private async request<T>(
+    method: 'GET' | 'POST',
+    path: string,
+    schema: Parser<T>,
+    { signal }: RequestOptions,
+    body?: unknown,
+  ): Promise<T> {
+    const deadline = AbortSignal.timeout(this.timeoutMs);
+    const response = await this.send(`${this.baseUrl}${path}`, {
+      method,
+      headers: {
+        ...this.headers,
+        accept: 'application/json',
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      body: body === undefined ? null : JSON.stringify(body),
+      signal: signal ? AbortSignal.any([signal, deadline]) : deadline,
+    });
+    if (!response.ok) throw await MareApiError.fromResponse(response);
+    let json: unknown;
+    try {
+      json = await response.json();
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      if (deadline.aborted) {
+        throw new MareApiError(
+          'NETWORK_ERROR',
+          `mare-api did not answer within ${this.timeoutMs} ms`,
+          0,
+        );
+      }
+      throw new MareApiError(
+        'BAD_RESPONSE',
+        `${method} ${path} answered ${response.status} without a JSON body`,
+        response.status,
+        undefined,
+        { cause: err },
+      );
+    }
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) {
+      throw new MareApiError(
+        'BAD_RESPONSE',
+        `${method} ${path} answered a body that does not match the contract`,
+        response.status,
+      );
+    }
+    return parsed.data;
+  }
+
+  /**
+   * fetch, with its failures as {@link MareApiError}s (`NETWORK_ERROR`, status 0). The caller's
+   * own abort is passed on as is, so that `AbortError` still means "you cancelled this".
+   */
+  private async send(url: string, init: RequestInit & { signal: AbortSignal }): Promise<Response> {
+    try {
+      return await this.fetchFn(url, init);
+    } catch (err) {
+      const timedOut = err instanceof DOMException && err.name === 'TimeoutError';
+      if (init.signal.aborted && !timedOut) throw err;
+      throw new MareApiError(
+        'NETWORK_ERROR',
+        timedOut
+          ? `mare-api did not answer within ${this.timeoutMs} ms`
+          : `mare-api could not be reached at ${this.baseUrl}: ${(err as Error).message}`,
+        0,
+        undefined,
+        { cause: err },
+      );
+    }
+  }
+}

@@ -1,0 +1,40 @@
+import type { Logger } from '../common/logger.js';
+import type { TritonStore } from './db/triton-store.js';
+import type { EventPublisher } from './events/event-publisher.js';
+import type { TritonMetrics } from './triton-metrics.js';
+
+export interface FailJobDeps {
+  store: TritonStore;
+  publisher: EventPublisher;
+  logger: Logger;
+  metrics?: TritonMetrics;
+}
+
+/**
+ * Ends a job as failed and tells its watchers (`job:failed`), exactly once however many
+ * processes notice the failure: the conditional update in the store picks the one that
+ * publishes. Returns whether this call did.
+ */
+export async function failJob(
+  { store, publisher, logger, metrics }: FailJobDeps,
+  job: { jobId: string; clientId: string; message: string; startedAt?: Date | null },
+): Promise<boolean> {
+  const completedAt = new Date();
+  const durationMs = job.startedAt
+    ? Math.max(0, completedAt.getTime() - job.startedAt.getTime())
+    : 0;
+  if (!(await store.markJobFailed(job.jobId, job.message, completedAt, durationMs))) return false;
+  await publisher.publish({
+    event_type: 'job:failed',
+    timestamp: completedAt.toISOString(),
+    job_id: job.jobId,
+    client_id: job.clientId,
+    status: 'failed',
+    error_message: job.message,
+    generation_duration_ms: durationMs,
+    completed_at: completedAt.toISOString(),
+  });
+  metrics?.observeJob('failed', durationMs / 1000);
+  logger.warn({ job_id: job.jobId, err: job.message }, `Job ${job.jobId} failed`);
+  return true;
+}

@@ -1,0 +1,137 @@
+import { QueueEvents } from 'bullmq';
+import { GENERATION_QUEUE, type Keyspace } from '../../contract/index.js';
+import type { Logger } from '../../common/logger.js';
+import type { Redis } from '../../common/redis.js';
+import type { TritonStore } from '../db/triton-store.js';
+import type { EventPublisher } from '../events/event-publisher.js';
+import type { GenerationQueue } from '../generation-queue.js';
+import { failJob } from '../job-failure.js';
+import type { TritonMetrics } from '../triton-metrics.js';
+
+export interface JobSweeperOptions {
+  store: TritonStore;
+  queue: GenerationQueue;
+  publisher: EventPublisher;
+  logger: Logger;
+  metrics?: TritonMetrics;
+  keyspace: Keyspace;
+  /** Connection that BullMQ's queue-event listener duplicates for its blocking reads. */
+  connection: Redis;
+  /** A running job older than this is failed. */
+  timeoutMs: number;
+  /** How often to look. @defaultValue 15000 */
+  intervalMs?: number;
+  /** A job younger than this is never declared lost (it may be on its way into the queue). @defaultValue 30000 */
+  graceMs?: number;
+}
+
+/**
+ * Makes sure no job stays `queued` or `running` forever and that every ending is published:
+ * - a job BullMQ fails outside the processor (a worker died holding it too often: "stalled") is
+ *   failed in the database and announced, as soon as the queue reports it;
+ * - every `intervalMs`, unfinished jobs are checked: one that outlived its deadline, one that
+ *   the queue lost (gone from Redis), or one the queue already failed, is failed and announced.
+ * Several processes may run sweepers at once: `failJob` publishes each failure exactly once.
+ */
+export class JobSweeper {
+  private readonly o: Required<Omit<JobSweeperOptions, 'metrics'>> & { metrics?: TritonMetrics };
+  private readonly events: QueueEvents;
+  private timer: NodeJS.Timeout | undefined;
+  private sweeping: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor({ intervalMs = 15_000, graceMs = 30_000, ...options }: JobSweeperOptions) {
+    this.o = { intervalMs, graceMs, ...options };
+    this.events = new QueueEvents(GENERATION_QUEUE, {
+      connection: options.connection,
+      prefix: options.keyspace.queuePrefix,
+    });
+    this.events.on('failed', ({ jobId, failedReason }) => {
+      void this.failFromQueue(jobId, failedReason);
+    });
+    this.events.on('error', (err) =>
+      options.logger.warn({ err: err.message }, 'Queue event listener error'),
+    );
+  }
+
+  async start(): Promise<void> {
+    await this.events.waitUntilReady();
+    this.timer = setInterval(() => void this.sweep(), this.o.intervalMs);
+    this.timer.unref();
+  }
+
+  /** One pass over unfinished jobs. Concurrent calls share one pass. */
+  sweep(): Promise<void> {
+    this.sweeping ??= this.doSweep()
+      .catch((err: Error) => this.o.logger.warn({ err: err.message }, 'Job sweep failed'))
+      .finally(() => {
+        this.sweeping = undefined;
+      });
+    return this.sweeping;
+  }
+
+  private deps() {
+    const { store, publisher, logger, metrics } = this.o;
+    return { store, publisher, logger, metrics };
+  }
+
+  private async failFromQueue(jobId: string, reason: string): Promise<void> {
+    try {
+      const row = await this.o.store.getJob(jobId);
+      if (!row || row.status === 'completed' || row.status === 'failed') return;
+      await failJob(this.deps(), {
+        jobId,
+        clientId: row.client_id,
+        message: reason.startsWith('Template generation failed')
+          ? reason
+          : `Template generation failed: ${reason}`,
+        startedAt: row.started_at,
+      });
+    } catch (err) {
+      this.o.logger.warn(
+        { job_id: jobId, err: (err as Error).message },
+        'Could not record a failed job',
+      );
+    }
+  }
+
+  private async doSweep(): Promise<void> {
+    const now = Date.now();
+    const { store, queue, timeoutMs, graceMs } = this.o;
+    for (const row of await store.unfinishedJobs(new Date(now - graceMs))) {
+      const base = { jobId: row.id, clientId: row.client_id, startedAt: row.started_at };
+      if (
+        row.status === 'running' &&
+        row.started_at &&
+        now - row.started_at.getTime() > timeoutMs + graceMs
+      ) {
+        await failJob(this.deps(), {
+          ...base,
+          message: `Template generation failed: timed out after ${Math.round(timeoutMs / 1000)} s`,
+        });
+        continue;
+      }
+      const queued = await queue.getJob(row.id);
+      if (!queued) {
+        await failJob(this.deps(), {
+          ...base,
+          message: 'Template generation failed: the job was lost from the queue',
+        });
+        continue;
+      }
+      if ((await queued.getState()) === 'failed') {
+        await this.failFromQueue(row.id, queued.failedReason || 'the job failed');
+      }
+    }
+  }
+
+  /** Stops sweeping and listening. Safe to call twice. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      clearInterval(this.timer);
+      await this.sweeping;
+      await this.events.close();
+    })();
+    return this.closing;
+  }
+}
