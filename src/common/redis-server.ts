@@ -9,6 +9,8 @@ export interface RedisServerOptions {
   dir?: string;
   /** @defaultValue 127.0.0.1 */
   bind?: string;
+  /** AOF fsync policy when `dir` is set. @defaultValue everysec */
+  appendfsync?: 'always' | 'everysec';
   /** Milliseconds to wait for "Ready to accept connections". @defaultValue 10000 */
   startTimeoutMs?: number;
 }
@@ -48,6 +50,7 @@ export class RedisServer {
     port,
     dir,
     bind = '127.0.0.1',
+    appendfsync = 'everysec',
     startTimeoutMs = 10_000,
   }: RedisServerOptions): Promise<RedisServer> {
     const args = ['--port', String(port), '--bind', bind, '--daemonize', 'no', '--logfile', ''];
@@ -61,7 +64,7 @@ export class RedisServer {
         '--appendonly',
         'yes',
         '--appendfsync',
-        'everysec',
+        appendfsync,
         '--save',
         '60 1000',
         '--pidfile',
@@ -71,7 +74,13 @@ export class RedisServer {
       args.push('--save', '', '--appendonly', 'no');
     }
     const server = new RedisServer(`redis://${bind}:${port}`, port);
-    const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // A process group of its own: Ctrl-C in a terminal signals the whole foreground group, and
+    // a Redis that quit on that signal by itself would leave the parts still draining through it
+    // hanging on reconnects. It is stopped by stop(), last, after the parts that use it.
+    const child = spawn('redis-server', args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     server.child = child;
 
     await new Promise<void>((resolve, reject) => {

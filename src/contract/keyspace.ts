@@ -17,6 +17,8 @@ export interface Keyspace {
   jobHistoryKey(jobId: string): string;
   /** Counter that hands out a job's `seq` values. */
   jobSeqKey(jobId: string): string;
+  /** Short-lived receipt of one publish call, so that a retried call publishes nothing twice. */
+  publishReceiptKey(jobId: string, token: string): string;
   /** Capped stream of every job's events, in publish order. */
   readonly globalHistoryKey: string;
   /** BullMQ's key prefix for the generation queue. */
@@ -32,6 +34,8 @@ export function createKeyspace(prefix = ''): Keyspace {
     jobResultKey: (jobId: string) => `${prefix}triton:job:result:${jobId}`,
     jobHistoryKey: (jobId: string) => `${prefix}triton:job:events:${jobId}`,
     jobSeqKey: (jobId: string) => `${prefix}triton:job:seq:${jobId}`,
+    publishReceiptKey: (jobId: string, token: string) =>
+      `${prefix}triton:job:receipt:${jobId}:${token}`,
     globalHistoryKey: `${prefix}triton:events:stream`,
     queuePrefix: `${prefix}triton:queue`,
   });

@@ -7,6 +7,7 @@ import { registerSubmitRateLimit, type SubmitRateLimitOptions } from '../common/
 import type { MareContext } from './mare-context.js';
 import { registerJobRoutes } from './routes/job-routes.js';
 import { registerSseRoutes } from './routes/sse-routes.js';
+import { registerWebRoutes } from './routes/web-routes.js';
 
 export interface MareApiOptions {
   registry: Registry;
@@ -27,5 +28,6 @@ export async function buildMareApi(ctx: MareContext, options: MareApiOptions): P
     : {};
   registerJobRoutes(app, ctx, submitLimit);
   registerSseRoutes(app, ctx);
+  registerWebRoutes(app);
   return app;
 }

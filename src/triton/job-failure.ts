@@ -38,3 +38,10 @@ export async function failJob(
   logger.warn({ job_id: job.jobId, err: job.message }, `Job ${job.jobId} failed`);
   return true;
 }
+
+/** The `error_message` of a job that outlived its deadline. */
+export function timeoutMessage(timeoutMs: number): string {
+  const seconds = timeoutMs / 1000;
+  const shown = seconds >= 10 ? Math.round(seconds) : Math.round(seconds * 10) / 10;
+  return `Template generation failed: the job did not finish within its ${shown} s deadline`;
+}

@@ -144,6 +144,9 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
       connection: redis,
       timeoutMs: triton.jobTimeoutMs,
       intervalMs: triton.jobSweepIntervalMs,
+      // Long enough for a job to get from the database into the queue, and for a dead worker's
+      // lock to expire, before the sweeper judges it.
+      graceMs: 2 * triton.jobLockMs,
     });
     await Promise.all([worker.waitUntilReady(), sweeper.start()]);
     log.info(

@@ -14,6 +14,8 @@ export interface TestSystem {
   mare: MareService;
   tritonUrl: string;
   mareUrl: string;
+  /** The Postgres database, when the system uses one (not PGlite). */
+  databaseUrl: string | undefined;
   close(): Promise<void>;
 }
 
@@ -24,6 +26,8 @@ export interface TestSystemOptions {
   pglite?: PGlite;
   /** Use this Redis instead of starting one. */
   redis?: RedisServer;
+  /** Run a worker inside triton-api. @defaultValue true */
+  worker?: boolean;
 }
 
 /**
@@ -34,6 +38,7 @@ export async function startSystem({
   env = {},
   pglite,
   redis: givenRedis,
+  worker = true,
 }: TestSystemOptions = {}): Promise<TestSystem> {
   const redis = givenRedis ?? (await startRedis());
   const database = pglite ? undefined : await createTestDatabase();
@@ -51,7 +56,7 @@ export async function startSystem({
     triton: config.triton,
     logger,
     api: true,
-    worker: true,
+    worker,
     port: 0,
     ...(pglite ? { pglite } : {}),
   });
@@ -70,6 +75,7 @@ export async function startSystem({
     mare,
     tritonUrl,
     mareUrl: mare.url,
+    databaseUrl: database?.url,
     close() {
       closing ??= (async () => {
         await mare.close();

@@ -44,7 +44,10 @@ async function api(method, path, body) {
   try {
     response = await fetch(path, {
       method,
-      headers: body === undefined ? { accept: 'application/json' } : { 'content-type': 'application/json', accept: 'application/json' },
+      headers:
+        body === undefined
+          ? { accept: 'application/json' }
+          : { 'content-type': 'application/json', accept: 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch {
@@ -92,7 +95,9 @@ ui.clientForm.addEventListener('submit', async (event) => {
   const name = String(data.get('name') ?? '').trim();
   const industry = String(data.get('industry') ?? '').trim();
   const content = String(data.get('content') ?? '').trim();
-  const missing = [!name && form.elements.name, !industry && form.elements.industry].filter(Boolean);
+  const missing = [!name && form.elements.name, !industry && form.elements.industry].filter(
+    Boolean,
+  );
   for (const input of [form.elements.name, form.elements.industry]) {
     input.setAttribute('aria-invalid', String(missing.includes(input)));
   }
@@ -106,7 +111,10 @@ ui.clientForm.addEventListener('submit', async (event) => {
   try {
     const client = await api('POST', '/v1/triton/clients', { name, industry });
     if (content) {
-      await api('POST', `/v1/triton/clients/${client.id}/value-propositions`, { content, is_active: true });
+      await api('POST', `/v1/triton/clients/${client.id}/value-propositions`, {
+        content,
+        is_active: true,
+      });
     }
     await loadClients(client.id);
     form.reset();
@@ -132,7 +140,9 @@ ui.generateForm.addEventListener('submit', async (event) => {
     const accepted = await api('POST', `/v1/triton/clients/${clientId}/generate-templates`);
     say(`Job ${shortId(accepted.job_id)} submitted.`);
     // Show it at once; its events fill it in (they may even have arrived already).
-    upsertJob({ job_id: accepted.job_id, client_id: clientId, status: accepted.status, seq: 0 });
+    if (!jobs.has(accepted.job_id)) {
+      upsertJob({ job_id: accepted.job_id, client_id: clientId, status: accepted.status });
+    }
   } catch (err) {
     say(err.message, 'error');
   } finally {
@@ -154,7 +164,11 @@ function formatDuration(ms) {
 
 function formatTime(iso) {
   if (!iso) return '';
-  return new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  return new Date(iso).toLocaleTimeString([], {
+    hour: '2-digit',
+    minute: '2-digit',
+    second: '2-digit',
+  });
 }
 
 /** Folds an event (or a status document) into a job, creating its row when it is new. */
@@ -291,7 +305,7 @@ function renderJob(job) {
   row.count.textContent = job.total ? `${job.done}/${job.total} templates` : '';
   row.duration.textContent = job.duration != null ? formatDuration(job.duration) : '';
   row.error.hidden = job.status !== 'failed';
-  row.error.textContent = job.status === 'failed' ? job.error ?? 'The job failed.' : '';
+  row.error.textContent = job.status === 'failed' ? (job.error ?? 'The job failed.') : '';
   row.toggle.hidden = job.status !== 'completed';
 }
 
@@ -308,17 +322,22 @@ async function toggleTemplates(job) {
     const { templates: list } = await api('GET', `/v1/triton/jobs/${job.id}/templates`);
     const ol = document.createElement('ol');
     ol.className = 'template-list';
+    // One disclosure per template: seven bodies at once would push every other job away.
     for (const t of list) {
       const li = document.createElement('li');
+      const details = document.createElement('details');
+      const summary = document.createElement('summary');
       const h = document.createElement('h3');
       h.textContent = t.title;
-      const kind = document.createElement('p');
+      const kind = document.createElement('span');
       kind.className = 'kind';
       kind.textContent = t.kind.replaceAll('_', ' ');
+      summary.append(h, kind);
       const body = document.createElement('p');
       body.className = 'body';
       body.textContent = t.body;
-      li.append(h, kind, body);
+      details.append(summary, body);
+      li.append(details);
       ol.append(li);
     }
     templates.replaceChildren(ol);

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { encodeEventDraft, type JobEventDraft, type Keyspace } from '../../contract/index.js';
 import type { Logger } from '../../common/logger.js';
 import type { Redis } from '../../common/redis.js';
@@ -13,6 +14,10 @@ import type { TritonMetrics } from '../triton-metrics.js';
  * The JSON is built once by the caller without `seq`; the script appends `"seq":N` as text,
  * so nothing is decoded or re-encoded in Redis (cjson would turn `[]` into `{}`).
  *
+ * KEYS[4] is a receipt for this call: if the connection drops after Redis ran the script but
+ * before the reply arrived, the client sends the same call again, and the receipt makes that a
+ * no-op instead of a second copy of the event.
+ *
  * ARGV[7] is the highest seq this process already published for the job: should Redis have lost
  * the counter (a restart without persistence), seq still never goes backwards for a job in flight.
  *
@@ -20,6 +25,10 @@ import type { TritonMetrics } from '../triton-metrics.js';
  * script needs the global stream dropped or moved to a per-slot layout.
  */
 const PUBLISH_SCRIPT = `
+local done = redis.call('GET', KEYS[4])
+if done then
+  return {tonumber(done), ''}
+end
 local seq = redis.call('INCR', KEYS[1])
 local floor = tonumber(ARGV[7])
 if seq <= floor then
@@ -33,6 +42,7 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '0-' .. seq, 'e', json, 'g',
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('PUBLISH', ARGV[2], json)
 redis.call('PUBLISH', ARGV[3], json)
+redis.call('SET', KEYS[4], seq, 'EX', ARGV[8])
 return {seq, gid}
 `;
 
@@ -40,6 +50,7 @@ type PublishCommand = (
   seqKey: string,
   jobStreamKey: string,
   globalStreamKey: string,
+  receiptKey: string,
   draftJson: string,
   allChannel: string,
   jobChannel: string,
@@ -47,7 +58,11 @@ type PublishCommand = (
   maxPerJob: number,
   maxGlobal: number,
   floorSeq: number,
+  receiptTtlSeconds: number,
 ) => Promise<[number, string]>;
+
+/** How long a publish receipt lasts: longer than any reconnect-and-resend. */
+const RECEIPT_TTL_SECONDS = 600;
 
 /** Jobs whose last published seq a publisher remembers (a worker runs a few at a time). */
 const REMEMBERED_JOBS = 10_000;
@@ -96,7 +111,7 @@ export class EventPublisher {
     this.maxPerJob = maxPerJob;
     this.maxGlobal = maxGlobal;
     if (!('tritonPublishJobEvent' in redis)) {
-      redis.defineCommand('tritonPublishJobEvent', { numberOfKeys: 3, lua: PUBLISH_SCRIPT });
+      redis.defineCommand('tritonPublishJobEvent', { numberOfKeys: 4, lua: PUBLISH_SCRIPT });
     }
     const command = (redis as unknown as { tritonPublishJobEvent: PublishCommand })
       .tritonPublishJobEvent;
@@ -114,6 +129,7 @@ export class EventPublisher {
       k.jobSeqKey(jobId),
       k.jobHistoryKey(jobId),
       k.globalHistoryKey,
+      k.publishReceiptKey(jobId, randomUUID()),
       encodeEventDraft(draft),
       k.allJobsChannel,
       k.jobChannel(jobId),
@@ -121,6 +137,7 @@ export class EventPublisher {
       this.maxPerJob,
       this.maxGlobal,
       this.lastSeq.get(jobId) ?? 0,
+      RECEIPT_TTL_SECONDS,
     );
     this.lastSeq.delete(jobId);
     this.lastSeq.set(jobId, seq);

@@ -5,7 +5,7 @@ import type { Logger } from '../../common/logger.js';
 import type { TritonStore } from '../db/triton-store.js';
 import type { EventPublisher } from '../events/event-publisher.js';
 import type { GenerationJobData } from '../generation-queue.js';
-import { failJob } from '../job-failure.js';
+import { failJob, timeoutMessage } from '../job-failure.js';
 import type { TritonMetrics } from '../triton-metrics.js';
 import type { TemplateGenerator } from './template-generator.js';
 
@@ -73,9 +73,7 @@ export function createGenerationProcessor({
     const deadline = AbortSignal.timeout(timeoutMs);
     const checkDeadline = () => {
       if (deadline.aborted) {
-        throw new DeadlineExceeded(
-          `Template generation failed: timed out after ${Math.round(timeoutMs / 1000)} s`,
-        );
+        throw new DeadlineExceeded(timeoutMessage(timeoutMs));
       }
     };
 

@@ -5,7 +5,7 @@ import type { Redis } from '../../common/redis.js';
 import type { TritonStore } from '../db/triton-store.js';
 import type { EventPublisher } from '../events/event-publisher.js';
 import type { GenerationQueue } from '../generation-queue.js';
-import { failJob } from '../job-failure.js';
+import { failJob, timeoutMessage } from '../job-failure.js';
 import type { TritonMetrics } from '../triton-metrics.js';
 
 export interface JobSweeperOptions {
@@ -107,7 +107,7 @@ export class JobSweeper {
       ) {
         await failJob(this.deps(), {
           ...base,
-          message: `Template generation failed: timed out after ${Math.round(timeoutMs / 1000)} s`,
+          message: timeoutMessage(timeoutMs),
         });
         continue;
       }

@@ -1,0 +1,208 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, configVariables, loadConfig } from '../../src/common/config.js';
+
+const ENV_EXAMPLE = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '../../.env.example',
+);
+
+/** The `# NAME=value` lines of `.env.example`, in order. */
+function exampleEntries(): { name: string; value: string }[] {
+  const entries: { name: string; value: string }[] = [];
+  for (const line of readFileSync(ENV_EXAMPLE, 'utf8').split(/\r?\n/)) {
+    const match = /^#\s?([A-Z][A-Z0-9_]*)=(.*)$/.exec(line);
+    if (match) entries.push({ name: match[1] ?? '', value: match[2] ?? '' });
+  }
+  return entries;
+}
+
+function configError(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error(`loadConfig accepted ${JSON.stringify(env)}`);
+}
+
+describe('loadConfig', () => {
+  it("defaults to the seed's ports, a one-hour result cache and an embedded database", () => {
+    const config = loadConfig({});
+    expect(config.common).toMatchObject({
+      logLevel: 'info',
+      logFormat: 'auto',
+      host: '127.0.0.1',
+      dataDir: path.resolve('.data'),
+      redisUrl: undefined,
+      keyPrefix: '',
+      embeddedRedisPort: 6379,
+      bodyLimitBytes: 64 * 1024,
+      submitRateLimitPerMinute: 120,
+      shutdownTimeoutMs: 25_000,
+    });
+    expect(config.triton).toMatchObject({
+      port: 8000,
+      databaseUrl: undefined,
+      pgliteDataDir: path.resolve('.data/pglite'),
+      inProcessWorker: true,
+      workerConcurrency: 4,
+      generationStepMs: 285,
+      jobAttempts: 3,
+      jobTimeoutMs: 600_000,
+      jobLockMs: 30_000,
+      jobMaxStalled: 1,
+      jobSweepIntervalMs: 15_000,
+      history: { ttlSeconds: 86_400, maxPerJob: 1000, maxGlobal: 10_000 },
+    });
+    expect(config.mare).toMatchObject({
+      port: 16000,
+      tritonApiUrl: 'http://127.0.0.1:8000',
+      tritonRedisUrl: undefined,
+      resultCacheTtlSeconds: 3600,
+      tritonRequestTimeoutMs: 5000,
+      sseHeartbeatMs: 15_000,
+      sseRetryMs: 2000,
+      sseMaxConnections: 20_000,
+      sseHighWaterBytes: 64 * 1024,
+      sseMaxPendingEvents: 256,
+    });
+  });
+
+  it('reads nothing but the given environment', () => {
+    expect(loadConfig({ UNRELATED: 'x', PATH: '/bin' })).toEqual(loadConfig({}));
+  });
+
+  it('reads values, coercing numbers and trimming surrounding space', () => {
+    const config = loadConfig({
+      TRITON_API_PORT: ' 8100 ',
+      MARE_API_PORT: '16100',
+      REDIS_URL: 'redis://:secret@cache.internal:6380/2',
+      DATABASE_URL: 'postgresql://triton@db.internal/triton',
+      RESULT_CACHE_TTL_SECONDS: '60',
+      REDIS_KEY_PREFIX: 'staging:',
+      TRITON_API_URL: 'http://triton.internal:8000//',
+    });
+    expect(config.triton.port).toBe(8100);
+    expect(config.mare.port).toBe(16100);
+    expect(config.common.redisUrl).toBe('redis://:secret@cache.internal:6380/2');
+    expect(config.common.keyPrefix).toBe('staging:');
+    expect(config.triton.databaseUrl).toBe('postgresql://triton@db.internal/triton');
+    expect(config.mare.resultCacheTtlSeconds).toBe(60);
+    expect(config.mare.tritonApiUrl).toBe('http://triton.internal:8000');
+  });
+
+  it('counts empty and blank values as unset', () => {
+    const blank = Object.fromEntries(configVariables().map((name, i) => [name, i % 2 ? '' : '  ']));
+    expect(loadConfig(blank)).toEqual(loadConfig({}));
+  });
+
+  it('runs a worker in triton-api exactly when the database is embedded, unless told', () => {
+    const pgUrl = 'postgres://localhost/triton';
+    expect(loadConfig({}).triton.inProcessWorker).toBe(true);
+    expect(loadConfig({ DATABASE_URL: pgUrl }).triton.inProcessWorker).toBe(false);
+    expect(
+      loadConfig({ DATABASE_URL: pgUrl, TRITON_API_WORKER: 'true' }).triton.inProcessWorker,
+    ).toBe(true);
+    expect(loadConfig({ TRITON_API_WORKER: 'false' }).triton.inProcessWorker).toBe(false);
+  });
+
+  it('keeps memory:// for PGlite as is and resolves a data dir to an absolute path', () => {
+    expect(loadConfig({ PGLITE_DATA_DIR: 'memory://' }).triton.pgliteDataDir).toBe('memory://');
+    expect(loadConfig({ DATA_DIR: 'var/x' }).triton.pgliteDataDir).toBe(
+      path.resolve('var/x/pglite'),
+    );
+  });
+
+  it('returns a deeply frozen object', () => {
+    const config = loadConfig({});
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.triton)).toBe(true);
+    expect(Object.isFrozen(config.triton.history)).toBe(true);
+  });
+
+  it.each([
+    ['TRITON_API_PORT', 'abc'],
+    ['TRITON_API_PORT', '0'],
+    ['MARE_API_PORT', '65536'],
+    ['EMBEDDED_REDIS_PORT', '63.5'],
+    ['REDIS_URL', 'http://x'],
+    ['REDIS_URL', 'localhost:6379'],
+    ['TRITON_REDIS_URL', 'postgres://x'],
+    ['DATABASE_URL', 'mysql://db/triton'],
+    ['TRITON_API_URL', 'not a url'],
+    ['LOG_LEVEL', 'verbose'],
+    ['LOG_FORMAT', 'xml'],
+    ['TRITON_API_WORKER', 'yes'],
+    ['REDIS_KEY_PREFIX', 'has space'],
+    ['RESULT_CACHE_TTL_SECONDS', '-1'],
+    ['WORKER_CONCURRENCY', '0'],
+    ['GENERATION_STEP_MS', '-5'],
+    ['BODY_LIMIT_BYTES', '1e'],
+    ['SSE_HEARTBEAT_MS', 'soon'],
+    ['JOB_MAX_STALLED', '-1'],
+    ['SUBMIT_RATE_LIMIT_PER_MINUTE', 'many'],
+  ])('rejects %s=%s with a one-line ConfigError naming the variable', (name, value) => {
+    const err = configError({ [name]: value });
+    expect(err.message).not.toMatch(/[\r\n]/);
+    expect(err.message).toContain(`${name}:`);
+    expect(err.message).toContain(JSON.stringify(value));
+  });
+
+  it('keeps the message to one line even when the bad value holds a newline', () => {
+    const err = configError({ TRITON_API_PORT: '80\n80' });
+    expect(err.message).not.toMatch(/[\r\n]/);
+    expect(err.message).toContain('TRITON_API_PORT');
+  });
+
+  it('names the first bad variable when several are bad', () => {
+    const err = configError({ REDIS_URL: 'http://x', MARE_API_PORT: 'abc' });
+    expect(err.message).toMatch(/^Invalid configuration: (REDIS_URL|MARE_API_PORT): /);
+  });
+});
+
+describe('.env.example', () => {
+  it('lists exactly the variables loadConfig reads, each once', () => {
+    const names = exampleEntries().map((e) => e.name);
+    expect(new Set(names).size).toBe(names.length);
+    expect([...names].sort()).toEqual([...configVariables()].sort());
+  });
+
+  it('shows each default: uncommenting every line changes no setting', () => {
+    const env = Object.fromEntries(exampleEntries().map((e) => [e.name, e.value]));
+    expect(loadConfig(env)).toEqual(loadConfig({}));
+  });
+
+  it('keeps every variable commented out, with a one-line explanation above it', () => {
+    const lines = readFileSync(ENV_EXAMPLE, 'utf8').split(/\r?\n/);
+    lines.forEach((line, i) => {
+      expect(line, `line ${i + 1} sets a variable`).not.toMatch(/^\s*[A-Z][A-Z0-9_]*=/);
+      if (/^# [A-Z][A-Z0-9_]*=/.test(line)) {
+        expect(lines[i - 1], `explanation above line ${i + 1}`).toMatch(/^# \S/);
+        expect(lines[i - 1], `explanation above line ${i + 1}`).not.toMatch(/^# [A-Z0-9_]+=/);
+      }
+    });
+  });
+
+  it('groups the variables as common, then triton, then mare', () => {
+    const text = readFileSync(ENV_EXAMPLE, 'utf8');
+    const common = text.indexOf('# Common');
+    const triton = text.indexOf('# triton');
+    const mare = text.indexOf('# mare');
+    expect(common).toBeGreaterThan(-1);
+    expect(triton).toBeGreaterThan(common);
+    expect(mare).toBeGreaterThan(triton);
+    const section = (name: string) => {
+      const at = text.indexOf(`# ${name}=`);
+      return at < triton ? 'common' : at < mare ? 'triton' : 'mare';
+    };
+    expect(section('REDIS_URL')).toBe('common');
+    expect(section('TRITON_API_PORT')).toBe('triton');
+    expect(section('DATABASE_URL')).toBe('triton');
+    expect(section('MARE_API_PORT')).toBe('mare');
+    expect(section('TRITON_REDIS_URL')).toBe('mare');
+  });
+});
