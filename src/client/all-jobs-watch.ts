@@ -47,8 +47,9 @@ export interface AllJobsWatchOptions extends WatchOptions {
 /**
  * Follows every job's events on `GET /v1/triton/events`, across reconnects: resumes after the
  * last event id it received, drops events it already has (by job and `seq`), reports `resync`
- * frames, and backs off while attempts fail. It runs until closed; `onError` (and a rejected
- * {@link Watch.done}) only for answers that retrying cannot fix (a 4xx, a non-SSE answer).
+ * frames, and backs off while attempts fail. It runs until closed ({@link Watch.done} then
+ * rejects with an `AbortError`); it gives up, calling `onError`, only on answers that retrying
+ * cannot fix (a 4xx, a non-SSE answer).
  */
 export class AllJobsWatch extends Watch<AllJobsWatchItem, never> {
   private lastId: string | undefined;

@@ -167,8 +167,12 @@ export class JobWatch extends Watch<JobWatchEvent, JobStatusDocument> {
       let retryAfterMs = 0;
       try {
         const outcome = await this.attempt();
-        if (outcome.kind === 'no-content') continue;
-        if (outcome.kind === 'not-sse') {
+        // 204 brought the job's end (the loop's top settles it); a 204 that did not would
+        // contradict the contract: wait and ask again rather than spin.
+        if (outcome.kind === 'no-content') {
+          if (this.terminalDoc()) continue;
+          failures++;
+        } else if (outcome.kind === 'not-sse') {
           if (this.transport === 'sse') {
             throw new MareApiError(
               'BAD_RESPONSE',
@@ -178,8 +182,7 @@ export class JobWatch extends Watch<JobWatchEvent, JobStatusDocument> {
           }
           polling = true;
           continue;
-        }
-        if (outcome.worked) {
+        } else if (outcome.worked) {
           failures = 0;
           lastError = undefined;
         } else {

@@ -4,6 +4,8 @@ import Fastify, {
   type FastifyInstance,
   type FastifyReply,
 } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import {
   hasZodFastifySchemaValidationErrors,
   serializerCompiler,
@@ -19,6 +21,8 @@ const STATUS_OF: Record<ErrorCode, number> = {
   INVALID_ID: 400,
   UNSUPPORTED_MEDIA_TYPE: 415,
   PAYLOAD_TOO_LARGE: 413,
+  HEADERS_TOO_LARGE: 431,
+  REQUEST_TIMEOUT: 408,
   ROUTE_NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   CLIENT_NOT_FOUND: 404,
@@ -52,6 +56,10 @@ export function sendError(reply: FastifyReply, err: AppError): FastifyReply {
 /** Fastify's own client errors, by their codes. */
 function fromFastifyError(err: FastifyError): AppError | undefined {
   switch (err.code) {
+    case 'FST_ERR_BAD_URL':
+      return new AppError('VALIDATION_FAILED', 'Request URL is not validly percent-encoded');
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new AppError('INVALID_ID', 'A path parameter is longer than any valid id');
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new AppError('PAYLOAD_TOO_LARGE', 'Request body is larger than this server accepts');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
@@ -71,6 +79,32 @@ function fromFastifyError(err: FastifyError): AppError | undefined {
   if (err.statusCode === 413) return new AppError('PAYLOAD_TOO_LARGE', err.message);
   if (err.statusCode === 415) return new AppError('UNSUPPORTED_MEDIA_TYPE', err.message);
   return undefined;
+}
+
+/**
+ * A request Node's HTTP parser rejects (oversized headers, a malformed request, headers too slow
+ * to arrive) never reaches Fastify: answer it on the socket, in the house error shape, and close.
+ */
+function answerClientError(err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const error =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? new AppError(
+          'HEADERS_TOO_LARGE',
+          'Request headers (or URL) are larger than this server accepts',
+        )
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new AppError('REQUEST_TIMEOUT', 'The request did not arrive in time')
+        : new AppError('VALIDATION_FAILED', 'Malformed HTTP request');
+  const status = statusOf(error.code);
+  const body = JSON.stringify(errorBody(error.code, error.message));
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\n` +
+        `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(err);
 }
 
 export type HttpApp = FastifyInstance<
@@ -100,6 +134,13 @@ export function createHttpApp({ logger, bodyLimit = 64 * 1024 }: HttpAppOptions)
     return503OnClosing: true,
     forceCloseConnections: true,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+    // A URL the router cannot decode (`%zz`) or a parameter too long for it is answered before
+    // any route runs, by default in Fastify's own body shape: answer it in ours.
+    frameworkErrors: (err, _request, reply) => {
+      const mapped = fromFastifyError(err) ?? new AppError('VALIDATION_FAILED', 'Bad request');
+      void sendError(reply, mapped);
+    },
+    clientErrorHandler: answerClientError,
   }).withTypeProvider<ZodTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler);

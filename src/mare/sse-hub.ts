@@ -48,7 +48,6 @@ export class LiveEvent {
 const SSE_HEADERS = {
   'content-type': 'text/event-stream; charset=utf-8',
   'cache-control': 'no-cache, no-transform',
-  connection: 'keep-alive',
   // nginx and similar proxies buffer responses unless told not to.
   'x-accel-buffering': 'no',
   // The seed's test page is opened from a file or another origin.

@@ -124,7 +124,13 @@ export class TritonClient {
       );
     }
     if (response.status >= 400 && response.status < 500 && error.success) {
-      throw new AppError(error.data.error.code, error.data.error.message);
+      // A 429 from triton-api's own rate limit says when to come back: pass that on too.
+      const retryAfter = Number(response.headers.get('retry-after'));
+      throw new AppError(
+        error.data.error.code,
+        error.data.error.message,
+        Number.isSafeInteger(retryAfter) && retryAfter > 0 ? retryAfter : undefined,
+      );
     }
     throw new AppError(
       'UPSTREAM_ERROR',

@@ -292,9 +292,9 @@ function renderJob(job) {
   const client = clients.get(job.clientId);
   row.li.dataset.status = job.status;
   row.badge.textContent = job.status;
-  row.client.textContent = client ? client.name : `client ${shortId(job.clientId)}`;
+  row.client.textContent = client ? client.name : `Unknown client ${shortId(job.clientId)}`;
   row.time.textContent = formatTime(job.createdAt);
-  const progress = job.status === 'failed' ? job.progress : Math.round(job.progress);
+  const progress = Math.round(job.progress);
   row.bar.setAttribute('aria-valuenow', String(progress));
   row.bar.setAttribute(
     'aria-valuetext',

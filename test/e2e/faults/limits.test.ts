@@ -1,0 +1,381 @@
+import { request } from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ErrorBody } from '../../../src/contract/index.js';
+import { PartProcess } from '../../helpers/part-process.js';
+import { freePort } from '../../helpers/ports.js';
+import { openSse, payloads, type SseConnection } from '../../helpers/sse-client.js';
+import {
+  createClientWithProposition,
+  http,
+  startSystem,
+  type TestSystem,
+} from '../../helpers/system.js';
+import { waitFor } from '../../helpers/wait.js';
+
+/**
+ * Drill 6: the limits hold and shutdowns are graceful. Past SSE_MAX_CONNECTIONS,
+ * BODY_LIMIT_BYTES or SUBMIT_RATE_LIMIT_PER_MINUTE a request is refused with its own status,
+ * code and (where waiting helps) Retry-After. On SIGTERM mare-api tells every SSE client when
+ * to come back before it exits, and a worker lets its running job finish, or, past
+ * SHUTDOWN_TIMEOUT_MS, leaves it to another worker.
+ */
+
+type Event = { event_type: string; seq: number; status: string; job_id: string };
+
+let system: TestSystem | undefined;
+const parts: PartProcess[] = [];
+const streams: SseConnection[] = [];
+
+afterEach(async () => {
+  for (const sse of streams.splice(0)) sse.close();
+  await Promise.all(parts.splice(0).map((p) => p.kill()));
+  await system?.close();
+  system = undefined;
+});
+
+function expectError(res: { status: number; body: unknown }, status: number, code: string): void {
+  expect(res.status, JSON.stringify(res.body)).toBe(status);
+  const parsed = ErrorBody.safeParse(res.body);
+  expect(parsed.success, JSON.stringify(res.body)).toBe(true);
+  expect(parsed.data?.error.code).toBe(code);
+}
+
+function retryAfter(res: { headers: Headers }): number {
+  return Number(res.headers.get('retry-after'));
+}
+
+async function submit(baseUrl: string, path: string) {
+  return http<{ job_id: string }>('POST', `${baseUrl}${path}`);
+}
+
+/** Starts a part of the system as its own process; it is killed after the test if still running. */
+async function startPart(
+  script: string,
+  env: Record<string, string>,
+  ready: RegExp,
+): Promise<PartProcess> {
+  const part = await PartProcess.start(script, { LOG_LEVEL: 'info', ...env }, { ready });
+  parts.push(part);
+  return part;
+}
+
+function startWorker(sys: TestSystem, env: Record<string, string>): Promise<PartProcess> {
+  return startPart(
+    'src/triton/main-worker.ts',
+    {
+      REDIS_URL: sys.redis.url,
+      DATABASE_URL: sys.databaseUrl ?? '',
+      GENERATION_STEP_MS: '300',
+      JOB_LOCK_MS: '1000',
+      JOB_SWEEP_INTERVAL_MS: '500',
+      ...env,
+    },
+    /^Worker running/,
+  );
+}
+
+function logIndex(part: PartProcess, pattern: RegExp): number {
+  return part.logs.findIndex((line) => pattern.test(line.msg));
+}
+
+describe('SSE_MAX_CONNECTIONS', () => {
+  it(
+    'refuses the connection past the limit with 503 TOO_MANY_CONNECTIONS and a Retry-After, and accepts one again once a slot frees',
+    { timeout: 60_000 },
+    async () => {
+      // No worker: the job stays queued, so its stream stays open.
+      system = await startSystem({ worker: false, env: { SSE_MAX_CONNECTIONS: '3' } });
+      const sys = system;
+      const clientId = await createClientWithProposition(sys.tritonUrl);
+      const { body } = await submit(
+        sys.mareUrl,
+        `/v1/triton/clients/${clientId}/generate-templates`,
+      );
+      const jobUrl = `${sys.mareUrl}/v1/triton/jobs/${body.job_id}/subscribe`;
+      const allUrl = `${sys.mareUrl}/v1/triton/events`;
+
+      for (const url of [jobUrl, allUrl, allUrl]) {
+        const sse = await openSse(url);
+        streams.push(sse);
+        expect(sse.status).toBe(200);
+      }
+      for (const url of [jobUrl, allUrl]) {
+        const refused = await http('GET', url, undefined, {
+          accept: 'text/event-stream',
+        });
+        expectError(refused, 503, 'TOO_MANY_CONNECTIONS');
+        expect(refused.headers.get('content-type')).toMatch(/^application\/json/);
+        expect(retryAfter(refused)).toBeGreaterThanOrEqual(1);
+      }
+      expect(sys.mare.hub.size).toBe(3);
+      const metrics = await http<string>('GET', `${sys.mareUrl}/metrics`);
+      expect(metrics.body).toMatch(/mare_sse_rejected_total\{reason="capacity"[^}]*\} 2\b/);
+
+      // Closing one frees its slot.
+      streams[1]!.close();
+      const again = await waitFor('a slot to free up', async () => {
+        const sse = await openSse(allUrl);
+        if (sse.status === 200) return sse;
+        await sse.ended;
+        return false;
+      });
+      streams.push(again);
+      expect(again.headers.get('content-type')).toMatch(/^text\/event-stream/);
+      expect(sys.mare.hub.size).toBe(3);
+    },
+  );
+});
+
+/** POSTs `body` in chunks without a Content-Length, as a streaming client would. */
+function postChunked(url: string, chunks: string[]): Promise<{ status: number; body: unknown }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+      },
+    );
+    // The server may answer and close before it has read everything: the answer is what counts.
+    req.on('error', (err) => (req.writableFinished ? undefined : reject(err)));
+    for (const chunk of chunks) req.write(chunk);
+    req.end();
+  });
+}
+
+describe('BODY_LIMIT_BYTES', () => {
+  it(
+    'answers a larger body with 413 PAYLOAD_TOO_LARGE on both APIs',
+    { timeout: 60_000 },
+    async () => {
+      system = await startSystem({ env: { BODY_LIMIT_BYTES: '512' } });
+      const sys = system;
+      const clientId = await createClientWithProposition(sys.tritonUrl);
+      const big = { name: 'n'.repeat(600), industry: 'Retail' };
+      const bigProposition = { content: 'c'.repeat(600), is_active: true };
+
+      for (const [url, body] of [
+        [`${sys.mareUrl}/v1/triton/clients`, big],
+        [`${sys.mareUrl}/v1/triton/clients/${clientId}/value-propositions`, bigProposition],
+        [`${sys.tritonUrl}/clients/`, big],
+        [`${sys.tritonUrl}/clients/${clientId}/value-propositions`, bigProposition],
+      ] as const) {
+        expectError(await http('POST', url, body), 413, 'PAYLOAD_TOO_LARGE');
+      }
+      // Without a Content-Length the limit holds too, counted as the body streams in.
+      for (const url of [`${sys.mareUrl}/v1/triton/clients`, `${sys.tritonUrl}/clients/`]) {
+        const res = await postChunked(url, ['{"name":"', 'n'.repeat(400), 'n'.repeat(400), '"}']);
+        expectError(res, 413, 'PAYLOAD_TOO_LARGE');
+      }
+      // Just under the limit is fine.
+      const small = await http('POST', `${sys.mareUrl}/v1/triton/clients`, {
+        name: 'n'.repeat(400),
+        industry: 'Retail',
+      });
+      expect(small.status).toBe(201);
+    },
+  );
+});
+
+describe('SUBMIT_RATE_LIMIT_PER_MINUTE', () => {
+  it(
+    'answers the 4th submission within a minute with 429 RATE_LIMITED and a Retry-After on mare-api',
+    { timeout: 60_000 },
+    async () => {
+      system = await startSystem({ env: { SUBMIT_RATE_LIMIT_PER_MINUTE: '3' } });
+      const sys = system;
+      const clientId = await createClientWithProposition(sys.tritonUrl);
+      const path = `/v1/triton/clients/${clientId}/generate-templates`;
+      for (let i = 0; i < 3; i++) expect((await submit(sys.mareUrl, path)).status).toBe(202);
+      const limited = await submit(sys.mareUrl, path);
+      expectError(limited, 429, 'RATE_LIMITED');
+      expect(retryAfter(limited)).toBeGreaterThanOrEqual(1);
+      expect(retryAfter(limited)).toBeLessThanOrEqual(60);
+      // Only submissions are limited: lookups still answer.
+      const ok = await http('GET', `${sys.mareUrl}/v1/triton/clients`);
+      expect(ok.status).toBe(200);
+    },
+  );
+
+  it(
+    'answers the 4th submission within a minute with 429 RATE_LIMITED and a Retry-After on triton-api, which mare-api passes on',
+    { timeout: 60_000 },
+    async () => {
+      system = await startSystem({ env: { SUBMIT_RATE_LIMIT_PER_MINUTE: '3' } });
+      const sys = system;
+      const clientId = await createClientWithProposition(sys.tritonUrl);
+      const path = `/clients/${clientId}/generate-templates`;
+      for (let i = 0; i < 3; i++) expect((await submit(sys.tritonUrl, path)).status).toBe(202);
+      const limited = await submit(sys.tritonUrl, path);
+      expectError(limited, 429, 'RATE_LIMITED');
+      expect(retryAfter(limited)).toBeGreaterThanOrEqual(1);
+      expect(retryAfter(limited)).toBeLessThanOrEqual(60);
+
+      // mare-api's own count is still 0, but triton-api refuses the gateway's request: the
+      // client gets the same answer, with when to come back.
+      const viaMare = await submit(sys.mareUrl, `/v1/triton${path}`);
+      expectError(viaMare, 429, 'RATE_LIMITED');
+      expect(retryAfter(viaMare)).toBeGreaterThanOrEqual(1);
+      expect(retryAfter(viaMare)).toBeLessThanOrEqual(60);
+    },
+  );
+});
+
+/** Reads an SSE response to its end, noting whether the server ended it or the connection broke. */
+async function readStream(url: string) {
+  const response = await fetch(url, { headers: { accept: 'text/event-stream' } });
+  expect(response.status).toBe(200);
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  const state = { text: '', end: undefined as 'ended' | 'broken' | undefined };
+  const done = (async () => {
+    try {
+      for (;;) {
+        const { done: finished, value } = await reader.read();
+        if (finished) return (state.end = 'ended');
+        state.text += decoder.decode(value, { stream: true });
+      }
+    } catch {
+      return (state.end = 'broken');
+    }
+  })();
+  return { state, done, cancel: () => void reader.cancel().catch(() => undefined) };
+}
+
+describe('graceful shutdown on SIGTERM', () => {
+  it(
+    'mare-api ends every SSE stream with a retry: hint, then exits 0',
+    { timeout: 90_000 },
+    async () => {
+      // A long job (7 × 2 s): still running when the gateway stops.
+      system = await startSystem({
+        env: { GENERATION_STEP_MS: '2000', SHUTDOWN_TIMEOUT_MS: '500' },
+      });
+      const sys = system;
+      const port = await freePort();
+      const mare = await startPart(
+        'src/mare/main.ts',
+        {
+          REDIS_URL: sys.redis.url,
+          TRITON_API_URL: sys.tritonUrl,
+          MARE_API_PORT: String(port),
+          SSE_RETRY_MS: '1234',
+        },
+        /^Server listening at/,
+      );
+      const mareUrl = `http://127.0.0.1:${port}`;
+      const clientId = await createClientWithProposition(sys.tritonUrl);
+      const { body } = await submit(mareUrl, `/v1/triton/clients/${clientId}/generate-templates`);
+
+      const job = await readStream(`${mareUrl}/v1/triton/jobs/${body.job_id}/subscribe`);
+      const all = await readStream(`${mareUrl}/v1/triton/events`);
+      // Both are live: the job stream has seen it start, the all-jobs stream a live event.
+      await waitFor('the job to start', () => job.state.text.includes('"job:started"'));
+      await waitFor('a live event on the all-jobs stream', () => all.state.text.includes('data:'), {
+        timeoutMs: 15_000,
+      });
+
+      const code = await mare.stop('SIGTERM');
+      await Promise.all([job.done, all.done]);
+      expect(code).toBe(0);
+      for (const { state } of [job, all]) {
+        expect(state.end).toBe('ended');
+        // The first `retry:` opens the stream; the last one is the shutdown hint.
+        expect(state.text).toMatch(/^retry: 1234\n\n/);
+        expect(state.text.endsWith('retry: 1234\n\n')).toBe(true);
+      }
+      // The job had not finished: its stream was ended by the shutdown, not by the job.
+      expect(job.state.text).not.toContain('Connection closing');
+      expect(logIndex(mare, /^Stopped$/)).toBeGreaterThan(logIndex(mare, /^Received SIGTERM/));
+    },
+  );
+
+  it('a worker lets its running job finish, then exits 0', { timeout: 90_000 }, async () => {
+    system = await startSystem({ worker: false });
+    const sys = system;
+    const worker = await startWorker(sys, {});
+    const clientId = await createClientWithProposition(sys.tritonUrl);
+    const { body } = await submit(sys.mareUrl, `/v1/triton/clients/${clientId}/generate-templates`);
+    const sse = await openSse(`${sys.mareUrl}/v1/triton/jobs/${body.job_id}/subscribe`);
+    streams.push(sse);
+    await waitFor('the job to be under way', () =>
+      payloads<Event>(sse).some((e) => e.event_type === 'job:progress'),
+    );
+
+    const exited = worker.stop('SIGTERM', 60_000);
+    await sse.ended;
+    expect(await exited).toBe(0);
+
+    const events = payloads<Event>(sse);
+    expect(events.filter((e) => e.event_type === 'job:started')).toHaveLength(1);
+    expect(events.at(-1)).toMatchObject({ event_type: 'job:completed', status: 'completed' });
+    expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
+    // SIGTERM came mid-job, the job completed, and only then did the worker stop.
+    const signalled = logIndex(worker, /^Received SIGTERM/);
+    const completed = logIndex(worker, /completed with 7 templates/);
+    expect(signalled).toBeGreaterThanOrEqual(0);
+    expect(completed).toBeGreaterThan(signalled);
+    expect(logIndex(worker, /^Stopped$/)).toBeGreaterThan(completed);
+  });
+
+  it(
+    'a worker whose job outlasts SHUTDOWN_TIMEOUT_MS exits promptly, and another worker completes the job',
+    { timeout: 90_000 },
+    async () => {
+      system = await startSystem({ worker: false });
+      const sys = system;
+      // 7 × 1 s: far longer than the 200 ms the worker may wait for it.
+      const first = await startWorker(sys, {
+        GENERATION_STEP_MS: '1000',
+        SHUTDOWN_TIMEOUT_MS: '200',
+      });
+      const clientId = await createClientWithProposition(sys.tritonUrl);
+      const { body } = await submit(
+        sys.mareUrl,
+        `/v1/triton/clients/${clientId}/generate-templates`,
+      );
+      const jobId = body.job_id;
+      const sse = await openSse(`${sys.mareUrl}/v1/triton/jobs/${jobId}/subscribe`);
+      streams.push(sse);
+      await waitFor('the job to be under way', () =>
+        payloads<Event>(sse).some((e) => e.event_type === 'job:progress'),
+      );
+
+      const signalledAt = performance.now();
+      expect(await first.stop('SIGTERM', 30_000)).toBe(0);
+      const exitMs = performance.now() - signalledAt;
+      console.log(
+        exitMs,
+        first.logs.map((l) => `${String(l.time)} ${l.msg}`).join('\n'),
+        first.output,
+      );
+      expect(exitMs).toBeLessThan(5000);
+      expect(
+        logIndex(first, /did not finish within 200 ms; they go back to the queue/),
+      ).toBeGreaterThan(-1);
+      const meanwhile = await http<{ status: string }>('GET', `${sys.tritonUrl}/jobs/${jobId}`);
+      expect(meanwhile.body.status).toBe('running');
+      expect(sse.isEnded).toBe(false);
+
+      // Once its lock expires (JOB_LOCK_MS=1000) another worker takes the job from the start.
+      const second = await startWorker(sys, { GENERATION_STEP_MS: '50' });
+      await sse.ended;
+      const events = payloads<Event>(sse);
+      expect(events.filter((e) => e.event_type === 'job:started')).toHaveLength(2);
+      expect(events.at(-1)).toMatchObject({ event_type: 'job:completed', status: 'completed' });
+      expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
+      expect(logIndex(second, /completed with 7 templates/)).toBeGreaterThan(-1);
+      const doc = await http<{ status: string; template_count: number }>(
+        'GET',
+        `${sys.mareUrl}/v1/triton/jobs/${jobId}`,
+      );
+      expect(doc.body).toMatchObject({ status: 'completed', template_count: 7 });
+    },
+  );
+});
