@@ -1,7 +1,7 @@
 import { EventSource } from 'eventsource';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createKeyspace, SseParser, type SseMessage } from '../../../src/contract/index.js';
+import { createKeyspace, SseParser } from '../../../src/contract/index.js';
 import { createLogger } from '../../../src/common/logger.js';
 import { startMare, type MareService } from '../../../src/mare/mare-service.js';
 import { openSse, payloads } from '../../helpers/sse-client.js';
@@ -192,7 +192,7 @@ describe('resuming after the history expired', () => {
         lastEventId: `${jobId}:3`,
       });
       await resumed.waitForEvents(1);
-      const [resync] = resumed.events as SseMessage[];
+      const [resync] = resumed.events;
       expect(resync?.event).toBe('resync');
       expect(JSON.parse(resync?.data ?? '{}')).toMatchObject({ event_type: 'stream:resync' });
       // An empty id resets the client's last event id: its next reconnect starts afresh.
