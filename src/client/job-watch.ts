@@ -30,6 +30,11 @@ export interface JobWatchOptions extends WatchOptions {
   /** The job completed: its final status document. */
   onComplete?: (result: JobStatusDocument) => void;
   /**
+   * The job failed (a {@link JobFailedError} with its final document), or the watch cannot go
+   * on (a {@link MareApiError}: unknown job, malformed id, a gateway that is not mare-api).
+   */
+  onError?: (error: Error) => void;
+  /**
    * Resume after this `seq` (the last event the caller already has), as `Last-Event-ID` does.
    * @defaultValue 0 (from the start)
    */
@@ -322,7 +327,7 @@ export class JobWatch extends Watch<JobWatchEvent, JobStatusDocument> {
    * next one; throws only errors that retrying cannot fix.
    */
   private async pollOnce(): Promise<number> {
-    this.setStatus('polling', { failures: 0 });
+    this.setStatus('polling', { failures: this.pollFailures });
     try {
       const doc = await this.http.getJob(this.jobId, this.controller.signal);
       if (!this.stopped && (!this.doc || changed(this.doc, doc))) {

@@ -104,8 +104,8 @@ export abstract class Watch<T, R> implements AsyncIterable<T> {
 
   /**
    * Stops the watch: aborts any request, ends the iterator (dropping events not yet read), and
-   * rejects {@link Watch.done} with
-   * an `AbortError` if the watch had not finished. Safe to call more than once.
+   * rejects {@link Watch.done} with an `AbortError` if the watch had not finished. Safe to call
+   * more than once.
    */
   close(): void {
     if (this.ended) return;

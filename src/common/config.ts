@@ -48,6 +48,8 @@ const EnvSchema = z.object({
   /** Run a worker inside triton-api: `auto` does so exactly when the database is embedded. */
   TRITON_API_WORKER: z.enum(['auto', 'true', 'false']).default('auto'),
   WORKER_CONCURRENCY: positiveInt(4),
+  /** A separate worker serves /health, /ready and /metrics on this port (0: not at all). */
+  WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65_535).default(0),
   /** Time the built-in generator spends on each of a job's 7 templates. */
   GENERATION_STEP_MS: nonNegativeInt(285),
   /** Attempts per job for retryable failures (bad input is never retried). */
@@ -106,6 +108,7 @@ export interface TritonConfig {
   pgliteDataDir: string;
   inProcessWorker: boolean;
   workerConcurrency: number;
+  workerMetricsPort: number;
   generationStepMs: number;
   jobAttempts: number;
   jobTimeoutMs: number;
@@ -185,6 +188,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
           : path.resolve(e.PGLITE_DATA_DIR ?? path.join(e.DATA_DIR, 'pglite')),
       inProcessWorker: e.TRITON_API_WORKER === 'auto' ? embedded : e.TRITON_API_WORKER === 'true',
       workerConcurrency: e.WORKER_CONCURRENCY,
+      workerMetricsPort: e.WORKER_METRICS_PORT,
       generationStepMs: e.GENERATION_STEP_MS,
       jobAttempts: e.JOB_ATTEMPTS,
       jobTimeoutMs: e.JOB_TIMEOUT_MS,

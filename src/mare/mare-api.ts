@@ -1,5 +1,6 @@
 import cors from '@fastify/cors';
 import type { Registry } from 'prom-client';
+import { registerApiDocs } from '../common/api-docs.js';
 import { registerHealthRoutes, type ReadinessCheck } from '../common/health.js';
 import { createHttpApp, type HttpApp } from '../common/http.js';
 import { registerMetricsRoute } from '../common/metrics.js';
@@ -20,7 +21,17 @@ export interface MareApiOptions {
 /** mare-api: submissions, cache-first lookups, SSE streams, health and metrics. */
 export async function buildMareApi(ctx: MareContext, options: MareApiOptions): Promise<HttpApp> {
   const app = createHttpApp({ logger: ctx.logger, bodyLimit: options.bodyLimit });
-  await app.register(cors, { origin: '*', exposedHeaders: ['x-cache', 'retry-after'] });
+  // strictPreflight off: a bare OPTIONS gets 204 rather than the plugin's own text/plain 400.
+  await app.register(cors, {
+    origin: '*',
+    exposedHeaders: ['x-cache', 'retry-after'],
+    strictPreflight: false,
+  });
+  await registerApiDocs(app, {
+    title: 'mare-api',
+    description:
+      'Gateway to triton: submit template-generation jobs, look up their status (cache first), and follow them live with Server-Sent Events instead of polling.',
+  });
   registerMetricsRoute(app, options.registry, 'mare');
   registerHealthRoutes(app, 'mare-api', options.readiness);
   const submitLimit = options.rateLimit

@@ -76,6 +76,8 @@ export interface SseStreamOptions {
 export abstract class SseStream {
   closed = false;
   opened = false;
+  /** Whether anything was written since the last heartbeat. */
+  private wroteSinceBeat = false;
   onClose: ((stream: SseStream) => void) | undefined;
   /** Live events that arrived before the stream opened. */
   private backlog: LiveEvent[] | null = [];
@@ -116,9 +118,17 @@ export abstract class SseStream {
     else this.send(live);
   }
 
-  /** Writes the heartbeat comment, unless the connection is busy anyway. */
+  /**
+   * Writes the heartbeat comment, unless the connection carried something since the last
+   * beat (proxies only need to see bytes) or is busy anyway.
+   */
   heartbeat(): void {
+    if (this.wroteSinceBeat) {
+      this.wroteSinceBeat = false;
+      return;
+    }
     if (this.opened && !this.pending) this.write(HEARTBEAT_FRAME);
+    this.wroteSinceBeat = false;
   }
 
   /** Writes the SSE headers and `first` (in one chunk), then what arrived meanwhile. */
@@ -136,6 +146,7 @@ export abstract class SseStream {
   protected write(chunk: string): void {
     if (this.closed || chunk.length === 0) return;
     this.res.write(chunk);
+    this.wroteSinceBeat = true;
     if (!this.pending && this.res.writableLength > this.highWaterBytes) {
       this.pending = [];
       this.res.once('drain', () => this.flush());
@@ -303,6 +314,9 @@ export class GlobalStream extends SseStream {
   }
 }
 
+/** Connections visited per turn of the event loop when sending heartbeats. */
+const HEARTBEAT_SLICE = 500;
+
 export interface SseHubOptions {
   /** Interval of the heartbeat comment. @defaultValue 15000 */
   heartbeatMs?: number;
@@ -322,6 +336,7 @@ export class SseHub {
   /** Last seq dispatched per job (insertion-ordered, oldest evicted first). */
   private readonly lastDispatched = new Map<string, number>();
   private jobCount = 0;
+  private beating = false;
   private readonly heartbeatTimer: NodeJS.Timeout;
   private readonly onCountChange: SseHubOptions['onCountChange'];
   private readonly rememberJobs: number;
@@ -407,8 +422,22 @@ export class SseHub {
     clearInterval(this.heartbeatTimer);
   }
 
+  /**
+   * Visits every connection, in slices that yield to the event loop in between: at 10,000
+   * connections one synchronous pass would hold up event delivery for a noticeable time.
+   */
   private beat(): void {
-    for (const set of this.byJob.values()) for (const stream of set) stream.heartbeat();
-    for (const stream of this.global) stream.heartbeat();
+    if (this.beating) return;
+    const streams: SseStream[] = [...this.global];
+    for (const set of this.byJob.values()) for (const stream of set) streams.push(stream);
+    this.beating = true;
+    let next = 0;
+    const slice = () => {
+      const end = Math.min(next + HEARTBEAT_SLICE, streams.length);
+      for (; next < end; next++) streams[next]?.heartbeat();
+      if (next < streams.length) setImmediate(slice);
+      else this.beating = false;
+    };
+    slice();
   }
 }

@@ -2,9 +2,10 @@ import { Worker } from 'bullmq';
 import type { PGlite } from '@electric-sql/pglite';
 import { createKeyspace, GENERATION_QUEUE } from '../contract/index.js';
 import type { CommonConfig, TritonConfig } from '../common/config.js';
-import { boundPort, localUrl, type HttpApp } from '../common/http.js';
+import { registerHealthRoutes } from '../common/health.js';
+import { boundPort, createHttpApp, localUrl, type HttpApp } from '../common/http.js';
 import type { Logger } from '../common/logger.js';
-import { createRegistry } from '../common/metrics.js';
+import { createRegistry, registerMetricsRoute } from '../common/metrics.js';
 import { closeRedis, createRedis, redactUrl, waitForRedis, type Redis } from '../common/redis.js';
 import { buildTritonApi } from './api/triton-api.js';
 import { openDatabase, type TritonDatabase } from './db/database.js';
@@ -37,7 +38,7 @@ export interface StartTritonOptions {
 }
 
 export interface TritonService {
-  /** Base URL of the API, when it runs here. */
+  /** Base URL of the API (or of a lone worker's health and metrics server), when there is one. */
   readonly url: string | undefined;
   readonly app: HttpApp | undefined;
   readonly database: TritonDatabase;
@@ -57,11 +58,15 @@ async function closeWorker(worker: Worker, timeoutMs: number, log: Logger): Prom
   const timedOut = new Promise<'timeout'>((resolve) => {
     timer = setTimeout(() => resolve('timeout'), timeoutMs);
   });
-  const outcome = await Promise.race([worker.close(), timedOut]);
+  const closing = worker.close();
+  const outcome = await Promise.race([closing, timedOut]);
   clearTimeout(timer);
   if (outcome === 'timeout') {
+    // Stop waiting rather than call close(true): BullMQ keeps the first close()'s promise, so
+    // close(true) would only return it and wait for the running jobs after all. Once this
+    // process has closed its connections their locks lapse, and another worker retries them.
+    closing.catch(() => undefined);
     log.warn(`Running jobs did not finish within ${timeoutMs} ms; they go back to the queue`);
-    await worker.close(true);
   }
 }
 
@@ -173,6 +178,16 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
     });
     await app.listen({ host: common.host, port: options.port ?? triton.port });
     url = localUrl(common.host, boundPort(app, triton.port));
+  } else if (triton.workerMetricsPort > 0) {
+    // A worker on its own has no API; it still answers health checks and Prometheus.
+    app = createHttpApp({ logger: log });
+    registerMetricsRoute(app, registry, 'triton_worker');
+    registerHealthRoutes(app, 'triton-worker', {
+      redis: () => redis.ping(),
+      database: () => database.ping(),
+    });
+    await app.listen({ host: common.host, port: triton.workerMetricsPort });
+    url = localUrl(common.host, boundPort(app, triton.workerMetricsPort));
   }
 
   let closing: Promise<void> | undefined;

@@ -17,6 +17,7 @@ import {
   ValueProposition,
   ValuePropositionList,
 } from '../../contract/index.js';
+import { registerApiDocs } from '../../common/api-docs.js';
 import { registerHealthRoutes, type ReadinessCheck } from '../../common/health.js';
 import { createHttpApp, type HttpApp } from '../../common/http.js';
 import type { Logger } from '../../common/logger.js';
@@ -108,7 +109,13 @@ async function submitGeneration(deps: TritonApiDeps, clientId: string): Promise<
 export async function buildTritonApi(deps: TritonApiDeps): Promise<HttpApp> {
   const { store } = deps;
   const app = createHttpApp({ logger: deps.logger, bodyLimit: deps.bodyLimit });
-  await app.register(cors, { origin: '*' });
+  // strictPreflight off: a bare OPTIONS gets 204 rather than the plugin's own text/plain 400.
+  await app.register(cors, { origin: '*', strictPreflight: false });
+  await registerApiDocs(app, {
+    title: 'triton-api',
+    description:
+      'Clients, value propositions, template-generation jobs and templates. Job progress is published as events on Redis (triton:jobs:all, triton:jobs:{job_id}).',
+  });
   registerMetricsRoute(app, deps.registry, 'triton');
   const submitLimit = deps.rateLimit ? await registerSubmitRateLimit(app, deps.rateLimit) : {};
   registerHealthRoutes(app, 'triton-api', deps.readiness);

@@ -1,0 +1,145 @@
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { createKeyspace } from '../../src/contract/index.js';
+import { createLogger } from '../../src/common/logger.js';
+import { EventPublisher } from '../../src/triton/events/event-publisher.js';
+import { benchEventDraft } from './bench-events.js';
+import { epochMs, sleep } from './clock.js';
+import { LatencyHistogram } from './latency-histogram.js';
+
+/** What one publishing run did. */
+export interface PublishRun {
+  published: number;
+  failed: number;
+  /** When the first publish was called and the last one answered (epoch ms). */
+  startMs: number;
+  endMs: number;
+  /** Round trip of each publish (the Lua script), ms. */
+  publishLatency: LatencyHistogram;
+}
+
+/**
+ * Publishes benchmark events straight to Redis through the project's {@link EventPublisher}
+ * (one atomic Lua publish: history streams and both channels), exactly as triton's worker
+ * does, stamping each with the time publish was called.
+ */
+export class BenchPublisher {
+  private n = 0;
+  private readonly clientId = randomUUID();
+
+  private constructor(
+    private readonly redis: Redis,
+    private readonly publisher: EventPublisher,
+  ) {}
+
+  static create(redisUrl: string, keyPrefix = ''): BenchPublisher {
+    const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+    const publisher = new EventPublisher({
+      redis,
+      keyspace: createKeyspace(keyPrefix),
+      logger: createLogger({ logLevel: 'silent', logFormat: 'json' }),
+    });
+    return new BenchPublisher(redis, publisher);
+  }
+
+  /** A `job:queued` event for each job, so mare-api finds their history when a client subscribes. */
+  async publishQueued(jobIds: readonly string[]): Promise<void> {
+    const now = new Date().toISOString();
+    for (let i = 0; i < jobIds.length; i += 200) {
+      await Promise.all(
+        jobIds.slice(i, i + 200).map((jobId) =>
+          this.publisher.publish({
+            event_type: 'job:queued',
+            timestamp: now,
+            job_id: jobId,
+            client_id: this.clientId,
+            status: 'queued',
+          }),
+        ),
+      );
+    }
+  }
+
+  /** `rate` events a second for `seconds`, round-robin over `jobIds`. */
+  async rated({
+    rate,
+    seconds,
+    jobIds,
+  }: {
+    rate: number;
+    seconds: number;
+    jobIds: readonly string[];
+  }): Promise<PublishRun> {
+    const total = Math.max(1, Math.round(rate * seconds));
+    return this.run(total, jobIds, (sent, startMs) => startMs + (sent * 1000) / rate, 10_000);
+  }
+
+  /** `count` events as fast as Redis takes them, at most `maxInFlight` unanswered. */
+  burst({
+    count,
+    jobIds,
+    maxInFlight = 64,
+  }: {
+    count: number;
+    jobIds: readonly string[];
+    maxInFlight?: number;
+  }): Promise<PublishRun> {
+    return this.run(count, jobIds, () => 0, maxInFlight);
+  }
+
+  private async run(
+    total: number,
+    jobIds: readonly string[],
+    dueAt: (sent: number, startMs: number) => number,
+    maxInFlight: number,
+  ): Promise<PublishRun> {
+    const publishLatency = new LatencyHistogram();
+    const startMs = epochMs();
+    let sent = 0;
+    let failed = 0;
+    let inFlight = 0;
+    let endMs = startMs;
+    let wake: (() => void) | undefined;
+    const settled = () => {
+      inFlight--;
+      endMs = epochMs();
+      wake?.();
+    };
+    while (sent < total) {
+      const now = epochMs();
+      const due = dueAt(sent, startMs);
+      if (due > now) {
+        await sleep(Math.max(1, Math.floor(due - now)));
+        continue;
+      }
+      if (inFlight >= maxInFlight) {
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+        continue;
+      }
+      const jobId = jobIds[sent % jobIds.length] ?? randomUUID();
+      const sentAt = epochMs();
+      inFlight++;
+      this.publisher.publish(benchEventDraft(jobId, this.clientId, this.n++, sentAt)).then(
+        () => {
+          publishLatency.record(epochMs() - sentAt);
+          settled();
+        },
+        () => {
+          failed++;
+          settled();
+        },
+      );
+      sent++;
+    }
+    while (inFlight > 0) {
+      await new Promise<void>((resolve) => (wake = resolve));
+      wake = undefined;
+    }
+    return { published: sent - failed, failed, startMs, endMs, publishLatency };
+  }
+
+  async close(): Promise<void> {
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}
