@@ -83,8 +83,8 @@ export abstract class SseStream {
   private backlog: LiveEvent[] | null = [];
   /** Events waiting for a congested socket to drain; null while it is not congested. */
   private pending: LiveEvent[] | null = null;
-  /** Index in `pending` of each job's waiting progress event. */
-  private readonly pendingProgress = new Map<string, number>();
+  /** Index in `pending` of each job's waiting progress event (made when first needed). */
+  private pendingProgress: Map<string, number> | undefined;
   private readonly highWaterBytes: number;
   private readonly maxPendingEvents: number;
   private readonly onSlowConsumer: (() => void) | undefined;
@@ -177,6 +177,7 @@ export abstract class SseStream {
     if (!pending) return;
     const jobId = live.event.job_id;
     if (live.progress) {
+      this.pendingProgress ??= new Map();
       const index = this.pendingProgress.get(jobId);
       if (index !== undefined) {
         pending[index] = live;
@@ -185,7 +186,7 @@ export abstract class SseStream {
       this.pendingProgress.set(jobId, pending.length);
     } else {
       // A later progress event must not overtake this one.
-      this.pendingProgress.delete(jobId);
+      this.pendingProgress?.delete(jobId);
     }
     pending.push(live);
     if (pending.length > this.maxPendingEvents) {
@@ -198,7 +199,7 @@ export abstract class SseStream {
   private flush(): void {
     const queued = this.pending ?? [];
     this.pending = null;
-    this.pendingProgress.clear();
+    this.pendingProgress = undefined;
     for (const live of queued) {
       if (this.closed) return;
       if (this.pending) this.queue(live);

@@ -189,43 +189,41 @@ export class TritonStore {
 
   /**
    * Starts an attempt: the job is running from scratch (templates of an earlier, interrupted
-   * attempt are dropped so that a retry never mixes two attempts' output).
+   * attempt are dropped so that a retry never mixes two attempts' output). One statement, so
+   * one round trip, and atomic without a transaction.
    */
   async markJobStarted(
     id: string,
     startedAt: Date,
     templatesTotal: number,
   ): Promise<JobRow | undefined> {
-    return this.db.transaction().execute(async (trx) => {
-      await trx.deleteFrom('templates').where('job_id', '=', id).execute();
-      return trx
-        .updateTable('jobs')
-        .set((eb) => ({
-          status: 'running',
-          started_at: startedAt,
-          progress: 0,
-          templates_done: 0,
-          templates_total: templatesTotal,
-          error_message: null,
-          completed_at: null,
-          generation_duration_ms: null,
-          attempts: eb('attempts', '+', 1),
-        }))
-        .where('id', '=', id)
-        .returningAll()
-        .executeTakeFirst();
-    });
+    return this.db
+      .with('dropped', (db) => db.deleteFrom('templates').where('job_id', '=', id))
+      .updateTable('jobs')
+      .set((eb) => ({
+        status: 'running',
+        started_at: startedAt,
+        progress: 0,
+        templates_done: 0,
+        templates_total: templatesTotal,
+        error_message: null,
+        completed_at: null,
+        generation_duration_ms: null,
+        attempts: eb('attempts', '+', 1),
+      }))
+      .where('id', '=', id)
+      .returningAll()
+      .executeTakeFirst();
   }
 
-  /** Stores one template and the job's progress together. */
+  /** Stores one template and the job's progress together, in one statement. */
   async saveTemplate(
     template: NewTemplate,
     progress: { done: number; total: number },
   ): Promise<void> {
-    await this.db.transaction().execute(async (trx) => {
-      await trx
-        .insertInto('templates')
-        .values({
+    await this.db
+      .with('saved', (db) =>
+        db.insertInto('templates').values({
           id: template.id,
           job_id: template.jobId,
           client_id: template.clientId,
@@ -233,17 +231,15 @@ export class TritonStore {
           position: template.position,
           title: template.title,
           body: template.body,
-        })
-        .execute();
-      await trx
-        .updateTable('jobs')
-        .set({
-          templates_done: progress.done,
-          progress: Math.floor((progress.done * 100) / progress.total),
-        })
-        .where('id', '=', template.jobId)
-        .execute();
-    });
+        }),
+      )
+      .updateTable('jobs')
+      .set({
+        templates_done: progress.done,
+        progress: Math.floor((progress.done * 100) / progress.total),
+      })
+      .where('id', '=', template.jobId)
+      .execute();
   }
 
   /**
