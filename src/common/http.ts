@@ -143,6 +143,10 @@ export function createHttpApp({ logger, bodyLimit = 64 * 1024 }: HttpAppOptions)
     clientErrorHandler: answerClientError,
   }).withTypeProvider<ZodTypeProvider>();
 
+  // Node answers an `Expect` other than 100-continue with a bare 417 of its own; RFC 9110 lets a
+  // server ignore an expectation it does not know, so the request is served as usual instead.
+  app.server.on('checkExpectation', (req, res) => app.server.emit('request', req, res));
+
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
