@@ -37,6 +37,11 @@ const EnvSchema = z.object({
     .default(''),
   /** Port of the Redis that `npm start` runs when REDIS_URL is unset. */
   EMBEDDED_REDIS_PORT: port(6379),
+  /**
+   * Which peers may say who the client is (X-Forwarded-For): `false`, `true`, or
+   * addresses and ranges (`loopback`, `uniquelocal`, `10.0.0.0/8`, …). Rate limits count per client.
+   */
+  TRUST_PROXY: z.string().min(1).default('loopback'),
   /** Largest accepted request body, in bytes. */
   BODY_LIMIT_BYTES: positiveInt(64 * 1024),
 
@@ -98,6 +103,7 @@ export interface CommonConfig {
   keyPrefix: string;
   embeddedRedisPort: number;
   bodyLimitBytes: number;
+  trustProxy: boolean | string;
   submitRateLimitPerMinute: number;
   shutdownTimeoutMs: number;
 }
@@ -176,6 +182,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       keyPrefix: e.REDIS_KEY_PREFIX,
       embeddedRedisPort: e.EMBEDDED_REDIS_PORT,
       bodyLimitBytes: e.BODY_LIMIT_BYTES,
+      trustProxy:
+        e.TRUST_PROXY === 'true' ? true : e.TRUST_PROXY === 'false' ? false : e.TRUST_PROXY,
       submitRateLimitPerMinute: e.SUBMIT_RATE_LIMIT_PER_MINUTE,
       shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     },

@@ -4,6 +4,7 @@ import Fastify, {
   type FastifyInstance,
   type FastifyReply,
 } from 'fastify';
+import type { FastifyChildLoggerFactory } from 'fastify/types/logger.js';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import {
@@ -14,6 +15,8 @@ import {
 } from 'fastify-type-provider-zod';
 import { AppError, type ErrorBody, type ErrorCode } from '../contract/errors.js';
 import type { Logger } from './logger.js';
+
+const keepParentLogger: FastifyChildLoggerFactory = (parent) => parent;
 
 /** HTTP status of each error code: the one place codes meet statuses. */
 const STATUS_OF: Record<ErrorCode, number> = {
@@ -119,6 +122,8 @@ export interface HttpAppOptions {
   logger: Logger;
   /** Largest accepted body. @defaultValue 64 KiB */
   bodyLimit?: number;
+  /** Peers trusted to name the client in X-Forwarded-For (Fastify's `trustProxy`). @defaultValue loopback */
+  trustProxy?: boolean | string;
 }
 
 /**
@@ -126,10 +131,18 @@ export interface HttpAppOptions {
  * body is fine: the seed's curl sends `Content-Type: application/json` with none), and every
  * error as `{"error": {"code", "message"}}` with the right status, a 5xx never leaking its cause.
  */
-export function createHttpApp({ logger, bodyLimit = 64 * 1024 }: HttpAppOptions): HttpApp {
+export function createHttpApp({
+  logger,
+  bodyLimit = 64 * 1024,
+  trustProxy = 'loopback',
+}: HttpAppOptions): HttpApp {
   const app = Fastify({
     loggerInstance: logger,
+    // No per-request child logger: requests are not logged one by one, and an SSE connection
+    // would keep its child alive for as long as it stays open.
+    childLoggerFactory: keepParentLogger,
     bodyLimit,
+    trustProxy,
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     forceCloseConnections: true,

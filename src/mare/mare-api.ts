@@ -14,13 +14,19 @@ export interface MareApiOptions {
   registry: Registry;
   readiness: Record<string, ReadinessCheck>;
   bodyLimit?: number;
+  /** Peers trusted to name the client (X-Forwarded-For). */
+  trustProxy?: boolean | string;
   /** Limit on submissions per client address per minute, counted in Redis. */
   rateLimit?: SubmitRateLimitOptions;
 }
 
 /** mare-api: submissions, cache-first lookups, SSE streams, health and metrics. */
 export async function buildMareApi(ctx: MareContext, options: MareApiOptions): Promise<HttpApp> {
-  const app = createHttpApp({ logger: ctx.logger, bodyLimit: options.bodyLimit });
+  const app = createHttpApp({
+    logger: ctx.logger,
+    bodyLimit: options.bodyLimit,
+    trustProxy: options.trustProxy,
+  });
   // strictPreflight off: a bare OPTIONS gets 204 rather than the plugin's own text/plain 400.
   await app.register(cors, {
     origin: '*',

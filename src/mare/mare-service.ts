@@ -116,6 +116,7 @@ export async function startMare({
     {
       registry,
       bodyLimit: common.bodyLimitBytes,
+      trustProxy: common.trustProxy,
       rateLimit: {
         perMinute: common.submitRateLimitPerMinute,
         redis: cacheRedis,

@@ -38,8 +38,14 @@ export class TritonClient {
     this.retryAfterSeconds = retryAfterSeconds;
   }
 
-  submitGeneration(clientId: string): Promise<JobAccepted> {
-    return this.request('POST', `/clients/${clientId}/generate-templates`, JobAccepted);
+  /**
+   * Submits a job. `forwardedFor` is the end user's address, passed on as X-Forwarded-For so
+   * that triton-api's submission limit counts per user rather than per gateway.
+   */
+  submitGeneration(clientId: string, forwardedFor?: string): Promise<JobAccepted> {
+    return this.request('POST', `/clients/${clientId}/generate-templates`, JobAccepted, undefined, {
+      ...(forwardedFor ? { 'x-forwarded-for': forwardedFor } : {}),
+    });
   }
 
   getJob(jobId: string): Promise<JobStatusDocument> {
@@ -70,11 +76,16 @@ export class TritonClient {
     await this.fetch('GET', '/health');
   }
 
-  private async fetch(method: string, path: string, body?: unknown): Promise<Response> {
+  private async fetch(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<Response> {
     try {
       return await fetch(`${this.baseUrl}${path}`, {
         method,
-        headers: body === undefined ? undefined : { 'content-type': 'application/json' },
+        headers: body === undefined ? headers : { ...headers, 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(this.timeoutMs),
       });
@@ -99,8 +110,9 @@ export class TritonClient {
     path: string,
     schema: S,
     body?: unknown,
+    headers?: Record<string, string>,
   ): Promise<z.output<S>> {
-    const response = await this.fetch(method, path, body);
+    const response = await this.fetch(method, path, body, headers);
     let payload: unknown;
     try {
       payload = await response.json();

@@ -170,6 +170,7 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
       registry,
       metrics,
       bodyLimit: common.bodyLimitBytes,
+      trustProxy: common.trustProxy,
       rateLimit: { perMinute: common.submitRateLimitPerMinute, redis, keyPrefix: common.keyPrefix },
       readiness: {
         redis: () => redis.ping(),

@@ -46,7 +46,7 @@ export function registerJobRoutes(
       config: submitLimit,
     },
     async (request, reply) =>
-      reply.code(202).send(await triton.submitGeneration(request.params.client_id)),
+      reply.code(202).send(await triton.submitGeneration(request.params.client_id, request.ip)),
   );
 
   app.get(

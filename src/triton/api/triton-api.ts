@@ -37,6 +37,11 @@ export interface TritonApiDeps {
   registry: Registry;
   readiness: Record<string, ReadinessCheck>;
   bodyLimit?: number;
+  /**
+   * Peers trusted to name the client (X-Forwarded-For): mare-api forwards its client's address,
+   * so that the submission limit counts per end user, not per gateway.
+   */
+  trustProxy?: boolean | string;
   metrics?: TritonMetrics;
   /** Limit on submissions per client address per minute, counted in this Redis. */
   rateLimit?: SubmitRateLimitOptions;
@@ -108,7 +113,11 @@ async function submitGeneration(deps: TritonApiDeps, clientId: string): Promise<
 /** triton-api: clients, value propositions, jobs and templates over HTTP (the seed's paths). */
 export async function buildTritonApi(deps: TritonApiDeps): Promise<HttpApp> {
   const { store } = deps;
-  const app = createHttpApp({ logger: deps.logger, bodyLimit: deps.bodyLimit });
+  const app = createHttpApp({
+    logger: deps.logger,
+    bodyLimit: deps.bodyLimit,
+    trustProxy: deps.trustProxy,
+  });
   // strictPreflight off: a bare OPTIONS gets 204 rather than the plugin's own text/plain 400.
   await app.register(cors, { origin: '*', strictPreflight: false });
   await registerApiDocs(app, {

@@ -225,6 +225,23 @@ describe('SUBMIT_RATE_LIMIT_PER_MINUTE', () => {
       expect(retryAfter(viaMare)).toBeLessThanOrEqual(60);
     },
   );
+
+  it(
+    'counts per end user behind the gateway: one user at the limit does not block another',
+    { timeout: 60_000 },
+    async () => {
+      system = await startSystem({ env: { SUBMIT_RATE_LIMIT_PER_MINUTE: '3' } });
+      const sys = system;
+      const clientId = await createClientWithProposition(sys.tritonUrl);
+      const path = `${sys.mareUrl}/v1/triton/clients/${clientId}/generate-templates`;
+      // The gateway trusts its proxy (loopback here) to name the user, and names the user to
+      // triton-api in turn: without that, triton-api would count every user as the gateway.
+      const as = (user: string) => http('POST', path, undefined, { 'x-forwarded-for': user });
+      for (let i = 0; i < 3; i++) expect((await as('203.0.113.1')).status).toBe(202);
+      expectError(await as('203.0.113.1'), 429, 'RATE_LIMITED');
+      expect((await as('203.0.113.2')).status).toBe(202);
+    },
+  );
 });
 
 /** Reads an SSE response to its end, noting whether the server ended it or the connection broke. */
