@@ -14,18 +14,32 @@ export const LATENCY_BUCKETS = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 ];
 
-/**
- * Serves `GET /metrics` and times every request by route (the route's pattern, not its URL,
- * so ids never explode the label set).
- */
-export function registerMetricsRoute(app: HttpApp, registry: Registry, prefix: string): void {
-  const duration = new Histogram({
+export type HttpDurationHistogram = Histogram<'method' | 'route' | 'status_code'>;
+
+/** `{prefix}_http_request_duration_seconds`, by method, route pattern and status code. */
+export function createHttpDurationHistogram(
+  registry: Registry,
+  prefix: string,
+): HttpDurationHistogram {
+  return new Histogram({
     name: `${prefix}_http_request_duration_seconds`,
     help: 'HTTP request duration by method, route and status code',
     labelNames: ['method', 'route', 'status_code'] as const,
     buckets: LATENCY_BUCKETS,
     registers: [registry],
   });
+}
+
+/**
+ * Serves `GET /metrics` and times every request by route (the route's pattern, not its URL,
+ * so ids never explode the label set), in `duration` or a histogram made for `prefix`.
+ */
+export function registerMetricsRoute(
+  app: HttpApp,
+  registry: Registry,
+  prefix: string,
+  duration: HttpDurationHistogram = createHttpDurationHistogram(registry, prefix),
+): void {
   app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
     duration.observe(

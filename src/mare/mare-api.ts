@@ -2,8 +2,8 @@ import cors from '@fastify/cors';
 import type { Registry } from 'prom-client';
 import { registerApiDocs } from '../common/api-docs.js';
 import { registerHealthRoutes, type ReadinessCheck } from '../common/health.js';
-import { createHttpApp, type HttpApp } from '../common/http.js';
-import { registerMetricsRoute } from '../common/metrics.js';
+import { createHttpApp, type HttpApp, type HttpAppOptions } from '../common/http.js';
+import { registerMetricsRoute, type HttpDurationHistogram } from '../common/metrics.js';
 import { registerSubmitRateLimit, type SubmitRateLimitOptions } from '../common/rate-limit.js';
 import type { MareContext } from './mare-context.js';
 import { registerJobRoutes } from './routes/job-routes.js';
@@ -16,6 +16,10 @@ export interface MareApiOptions {
   bodyLimit?: number;
   /** Peers trusted to name the client (X-Forwarded-For). */
   trustProxy?: boolean | string;
+  /** Times requests by route; shared with the fast path, which answers some before routing. */
+  httpDuration?: HttpDurationHistogram;
+  /** Answers cached lookups before routing (see `createCachedLookupFastPath`). */
+  fastPath?: HttpAppOptions['fastPath'];
   /** Limit on submissions per client address per minute, counted in Redis. */
   rateLimit?: SubmitRateLimitOptions;
 }
@@ -26,6 +30,7 @@ export async function buildMareApi(ctx: MareContext, options: MareApiOptions): P
     logger: ctx.logger,
     bodyLimit: options.bodyLimit,
     trustProxy: options.trustProxy,
+    fastPath: options.fastPath,
   });
   // strictPreflight off: a bare OPTIONS gets 204 rather than the plugin's own text/plain 400.
   await app.register(cors, {
@@ -38,7 +43,7 @@ export async function buildMareApi(ctx: MareContext, options: MareApiOptions): P
     description:
       'Gateway to triton: submit template-generation jobs, look up their status (cache first), and follow them live with Server-Sent Events instead of polling.',
   });
-  registerMetricsRoute(app, options.registry, 'mare');
+  registerMetricsRoute(app, options.registry, 'mare', options.httpDuration);
   registerHealthRoutes(app, 'mare-api', options.readiness);
   const submitLimit = options.rateLimit
     ? await registerSubmitRateLimit(app, options.rateLimit)

@@ -2,7 +2,8 @@ import { createKeyspace, retryFrame } from '../contract/index.js';
 import type { CommonConfig, MareConfig } from '../common/config.js';
 import { boundPort, localUrl, type HttpApp } from '../common/http.js';
 import type { Logger } from '../common/logger.js';
-import { createRegistry } from '../common/metrics.js';
+import { createHttpDurationHistogram, createRegistry } from '../common/metrics.js';
+import { createCachedLookupFastPath } from './cached-lookup-fast-path.js';
 import { closeRedis, createRedis, redactUrl, waitForRedis } from '../common/redis.js';
 import { EventHistory } from './event-history.js';
 import { JobLookup } from './job-lookup.js';
@@ -68,6 +69,7 @@ export async function startMare({
 
   const registry = createRegistry('mare-api');
   const metrics = new MareMetrics(registry);
+  const httpDuration = createHttpDurationHistogram(registry, 'mare');
   const hub = new SseHub({
     heartbeatMs: mare.sseHeartbeatMs,
     onCountChange: (kind, count) => metrics.sseConnections.set({ stream: kind }, count),
@@ -117,6 +119,8 @@ export async function startMare({
       registry,
       bodyLimit: common.bodyLimitBytes,
       trustProxy: common.trustProxy,
+      httpDuration,
+      fastPath: createCachedLookupFastPath({ cache, metrics, httpDuration, logger: log }),
       rateLimit: {
         perMinute: common.submitRateLimitPerMinute,
         redis: cacheRedis,

@@ -179,6 +179,31 @@ describe('the seed testing guide', () => {
     expect(await tritonRequests('/jobs/:job_id')).toBe(before);
   });
 
+  it('Test 3: the cached answer is the same whether the fast path or the router serves it', async () => {
+    const jobId = await submit();
+    await waitForTerminal(jobId);
+    const redis = new Redis(system.redis.url);
+    await waitFor('the cached result', () =>
+      redis.exists(keys.jobResultKey(jobId)).then((n) => n === 1),
+    );
+    redis.disconnect();
+    // A query string takes the lookup through the router instead of the fast path.
+    const fast = await fetch(`${system.mareUrl}/v1/triton/jobs/${jobId.toUpperCase()}`);
+    const routed = await fetch(`${system.mareUrl}/v1/triton/jobs/${jobId}?via=router`);
+    expect(fast.status).toBe(200);
+    expect(routed.status).toBe(200);
+    expect(await fast.text()).toBe(await routed.text());
+    for (const header of [
+      'content-type',
+      'content-length',
+      'x-cache',
+      'access-control-allow-origin',
+      'access-control-expose-headers',
+    ]) {
+      expect(fast.headers.get(header), header).toBe(routed.headers.get(header));
+    }
+  });
+
   it('Test 3, miss: a job that is not cached yet is answered by triton-api', async () => {
     const jobId = await submit();
     const before = await tritonRequests('/jobs/:job_id');
