@@ -2,7 +2,7 @@ import { JobEvent, parseGlobalEventId, RESYNC_EVENT, type SseMessage } from '../
 import { backoffDelay, sleep } from './backoff.js';
 import { MareApiError } from './mare-api-error.js';
 import { isEventStream, readEventStream } from './read-event-stream.js';
-import { asMareApiError, Watch, type WatchHttp, type WatchOptions } from './watch.js';
+import { Watch, type WatchHttp, type WatchOptions } from './watch.js';
 
 /**
  * The body of the all-jobs stream's named `resync` event: the events this watch missed are no
@@ -107,10 +107,7 @@ export class AllJobsWatch extends Watch<AllJobsWatchItem, never> {
         }
       } catch (err) {
         if (this.stopped) return undefined;
-        const error = asMareApiError(err);
-        if (!error.retryable) throw error;
-        lastError = error;
-        retryAfterMs = (error.retryAfterSeconds ?? 0) * 1000;
+        ({ error: lastError, retryAfterMs } = this.retryableFailure(err));
         failures++;
       }
       if (this.stopped) return undefined;

@@ -195,10 +195,7 @@ export class JobWatch extends Watch<JobWatchEvent, JobStatusDocument> {
         }
       } catch (err) {
         if (this.stopped) return undefined;
-        const error = asMareApiError(err);
-        if (!error.retryable) throw error;
-        lastError = error;
-        retryAfterMs = (error.retryAfterSeconds ?? 0) * 1000;
+        ({ error: lastError, retryAfterMs } = this.retryableFailure(err));
         failures++;
       }
       if (this.terminalDoc()) continue;

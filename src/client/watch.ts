@@ -150,6 +150,16 @@ export abstract class Watch<T, R> implements AsyncIterable<T> {
   }
 
   /** True once the watch ended or was closed: loops check it after every await. */
+  /**
+   * What a failed attempt leaves to retry with: the error, and how long the server asked to
+   * wait (Retry-After). An error that retrying cannot fix is thrown instead.
+   */
+  protected retryableFailure(err: unknown): { error: MareApiError; retryAfterMs: number } {
+    const error = asMareApiError(err);
+    if (!error.retryable) throw error;
+    return { error, retryAfterMs: (error.retryAfterSeconds ?? 0) * 1000 };
+  }
+
   protected get stopped(): boolean {
     return this.ended || this.controller.signal.aborted;
   }
