@@ -22,6 +22,7 @@ export interface BenchOptions {
   fanoutRate: number;
   fanoutSeconds: number;
   fanoutBurst: number;
+  fanoutRounds: number;
 
   /** 2. per-job streams: jobs (one subscriber each), events/s over all of them, seconds. */
   perJobJobs: number;
@@ -72,6 +73,7 @@ const FLAGS = {
   'lookup-connections': { type: 'string' },
   'lookup-seconds': { type: 'string' },
   'lookup-rounds': { type: 'string' },
+  'fanout-rounds': { type: 'string' },
   'watch-jobs': { type: 'string' },
   'job-seconds': { type: 'string' },
   'poll-interval-ms': { type: 'string' },
@@ -92,7 +94,7 @@ export const USAGE = `npm run bench -- [options]   (every option also reads BENC
       --conns-per-process N  SSE connections per load process (default 5000)
       --heartbeat-ms N     SSE heartbeat of mare-api and the baselines (default 15000)
       --cpu-prof DIR       write a V8 CPU profile of every server process into DIR
- fan-out    --clients 2000,10000  --rate 20 (events/s)  --seconds 10  --burst 200 (events)
+ fan-out    --clients 2000,10000  --rate 20 (events/s)  --seconds 10  --burst 200 (events)  --fanout-rounds 3
  per-job    --jobs 1000  --job-rate 1000 (events/s, all jobs)  --per-job-seconds 10
  idle       --idle-clients 10000
  lookup     --lookup-jobs 1000  --lookup-connections 50  --lookup-seconds 5  --lookup-rounds 3
@@ -155,6 +157,7 @@ export function parseBenchOptions(argv: string[], env: NodeJS.ProcessEnv): Bench
     fanoutRate: num('rate', 20, 20),
     fanoutSeconds: num('seconds', 10, 3),
     fanoutBurst: num('burst', 200, 50),
+    fanoutRounds: num('fanout-rounds', 3, 1),
     perJobJobs: num('jobs', 1000, 200),
     perJobRate: num('job-rate', 1000, 200),
     perJobSeconds: num('per-job-seconds', 10, 3),

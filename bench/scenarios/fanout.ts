@@ -48,6 +48,33 @@ interface FanoutMeasure {
 
 const PATH = '/v1/triton/events';
 
+/** Counts where any round's figure must show: a loss in one round is a loss. */
+const WORST_OF = new Set(['lost', 'duplicates', 'endedEarly']);
+
+/**
+ * The median of each number across rounds (nested objects field by field; others from the
+ * first), except losses, duplicates and dropped streams, which keep the worst round's count.
+ */
+function median<T>(rounds: T[]): T {
+  const first = rounds[0] as T;
+  if (typeof first === 'number') {
+    const xs = (rounds as number[]).slice().sort((a, b) => a - b);
+    return xs[Math.floor(xs.length / 2)] as T;
+  }
+  if (first === null || typeof first !== 'object' || Array.isArray(first)) return first;
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(first)) {
+    const values = rounds.map((r) => (r as Record<string, unknown>)[key]);
+    out[key] =
+      key === 'connectErrors'
+        ? values[0]
+        : WORST_OF.has(key)
+          ? Math.max(...(values as number[]))
+          : median(values);
+  }
+  return out as T;
+}
+
 async function measure(
   ctx: BenchContext,
   spec: ServerSpec,
@@ -139,29 +166,51 @@ export async function runFanout(ctx: BenchContext): Promise<ScenarioResult> {
   const details: Record<string, { project: FanoutMeasure; bare: FanoutMeasure }> = {};
   try {
     for (const clients of fanoutClients) {
-      await ctx.admin.flushall();
-      const project = await measure(
-        ctx,
-        { kind: 'mare', env: serviceEnv(ctx) },
-        'mare-api',
-        clients,
-        load,
-        publisher,
-      );
-      const bare = await measure(
-        ctx,
-        {
-          kind: 'bare-relay',
-          redisUrl: ctx.redisUrl,
-          channel,
-          route: 'broadcast',
-          heartbeatMs: ctx.options.heartbeatMs,
-        },
-        'bare relay',
-        clients,
-        load,
-        publisher,
-      );
+      // Rounds alternate which server goes first; each figure is the median of the rounds,
+      // so one noisy moment of a shared machine does not decide a ratio.
+      const projectRounds: FanoutMeasure[] = [];
+      const bareRounds: FanoutMeasure[] = [];
+      for (let round = 0; round < ctx.options.fanoutRounds; round++) {
+        await ctx.admin.flushall();
+        ctx.log(`N=${clients}: round ${round + 1}/${ctx.options.fanoutRounds}`);
+        const runProject = async () =>
+          projectRounds.push(
+            await measure(
+              ctx,
+              { kind: 'mare', env: serviceEnv(ctx) },
+              'mare-api',
+              clients,
+              load,
+              publisher,
+            ),
+          );
+        const runBare = async () =>
+          bareRounds.push(
+            await measure(
+              ctx,
+              {
+                kind: 'bare-relay',
+                redisUrl: ctx.redisUrl,
+                channel,
+                route: 'broadcast',
+                heartbeatMs: ctx.options.heartbeatMs,
+              },
+              'bare relay',
+              clients,
+              load,
+              publisher,
+            ),
+          );
+        if (round % 2 === 0) {
+          await runProject();
+          await runBare();
+        } else {
+          await runBare();
+          await runProject();
+        }
+      }
+      const project = median(projectRounds);
+      const bare = median(bareRounds);
       details[`N=${clients}`] = { project, bare };
       const n = `N=${clients}`;
       rows.push(
