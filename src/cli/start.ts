@@ -60,6 +60,7 @@ runMain(async (initial, logger) => {
         `  mare-api    ${mare.url}  (submit, cache-first lookups, SSE; dashboard at ${mare.url}/)`,
         `  Redis       ${redactUrl(redisUrl)} (${redisNote})`,
         `  Postgres    ${triton.database.location}`,
+        `API docs at ${triton.url}/docs and ${mare.url}/docs; metrics at /metrics on both.`,
         'Press Ctrl-C to stop everything.',
       ].join('\n'),
     );
