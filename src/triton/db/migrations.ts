@@ -68,6 +68,18 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0002_insertion_order': {
+    // Rows created within the same clock tick (PGlite's clock ticks in milliseconds) tie on
+    // created_at: an identity column gives "newest first" one meaning, the order of creation.
+    async up(db: Kysely<unknown>) {
+      for (const table of ['clients', 'value_propositions']) {
+        await sql`alter table ${sql.table(table)} add column ord bigint generated always as identity`.execute(
+          db,
+        );
+        await sql`create index ${sql.ref(`${table}_ord`)} on ${sql.table(table)} (ord)`.execute(db);
+      }
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -5,8 +5,12 @@ import type { JobStatus, TemplateKind } from '../../contract/index.js';
 
 type CreatedAt = ColumnType<Date, Date | undefined, never>;
 
+/** Order of creation (an identity column): never written, only sorted on. */
+type InsertionOrder = ColumnType<unknown, never, never>;
+
 export interface ClientsTable {
   id: string;
+  ord: InsertionOrder;
   name: string;
   industry: string;
   created_at: CreatedAt;
@@ -14,6 +18,7 @@ export interface ClientsTable {
 
 export interface ValuePropositionsTable {
   id: string;
+  ord: InsertionOrder;
   client_id: string;
   content: string;
   is_active: boolean;

@@ -87,8 +87,7 @@ export class TritonStore {
     const rows = await this.db
       .selectFrom('clients')
       .selectAll()
-      .orderBy('created_at', 'desc')
-      .orderBy('id')
+      .orderBy('ord', 'desc')
       .limit(limit)
       .offset(offset)
       .execute();
@@ -144,8 +143,7 @@ export class TritonStore {
       .selectFrom('value_propositions')
       .selectAll()
       .where('client_id', '=', clientId)
-      .orderBy('created_at', 'desc')
-      .orderBy('id')
+      .orderBy('ord', 'desc')
       .execute();
     return rows.map(toValueProposition);
   }
@@ -313,12 +311,15 @@ export class TritonStore {
     clientId: string,
     { limit = 100, offset = 0 } = {},
   ): Promise<Template[]> {
+    // Newest job first, each job's templates in order: paging never splits or mixes jobs' order.
     const rows = await this.db
       .selectFrom('templates')
-      .selectAll()
-      .where('client_id', '=', clientId)
-      .orderBy('created_at', 'desc')
-      .orderBy('position')
+      .innerJoin('jobs', 'jobs.id', 'templates.job_id')
+      .selectAll('templates')
+      .where('templates.client_id', '=', clientId)
+      .orderBy('jobs.created_at', 'desc')
+      .orderBy('jobs.id')
+      .orderBy('templates.position')
       .limit(limit)
       .offset(offset)
       .execute();
