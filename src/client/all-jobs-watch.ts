@@ -1,5 +1,4 @@
 import { JobEvent, parseGlobalEventId, RESYNC_EVENT, type SseMessage } from '../contract/index.js';
-import { backoffDelay, sleep } from './backoff.js';
 import { MareApiError } from './mare-api-error.js';
 import { isEventStream, readEventStream } from './read-event-stream.js';
 import { Watch, type WatchHttp, type WatchOptions } from './watch.js';
@@ -54,9 +53,6 @@ export interface AllJobsWatchOptions extends WatchOptions {
 export class AllJobsWatch extends Watch<AllJobsWatchItem, never> {
   private lastId: string | undefined;
   private readonly seen = new Map<string, number>();
-  private retryMs: number;
-  private readonly maxRetryMs: number;
-  private readonly idleTimeoutMs: number;
   private readonly history: number;
   private readonly maxTrackedJobs: number;
 
@@ -66,19 +62,9 @@ export class AllJobsWatch extends Watch<AllJobsWatchItem, never> {
     private readonly opts: AllJobsWatchOptions = {},
   ) {
     super(opts, opts.maxBuffered ?? 10_000);
-    const {
-      lastEventId,
-      history = 0,
-      retryMs = 1000,
-      maxRetryMs = 30_000,
-      idleTimeoutMs = 45_000,
-      maxTrackedJobs = 10_000,
-    } = opts;
+    const { lastEventId, history = 0, maxTrackedJobs = 10_000 } = opts;
     this.lastId = lastEventId;
     this.history = history;
-    this.retryMs = retryMs;
-    this.maxRetryMs = maxRetryMs;
-    this.idleTimeoutMs = idleTimeoutMs;
     this.maxTrackedJobs = maxTrackedJobs;
     this.start();
   }
@@ -111,13 +97,7 @@ export class AllJobsWatch extends Watch<AllJobsWatchItem, never> {
         failures++;
       }
       if (this.stopped) return undefined;
-      const delayMs = Math.max(retryAfterMs, backoffDelay(failures, this.retryMs, this.maxRetryMs));
-      this.setStatus('reconnecting', {
-        failures,
-        delayMs,
-        ...(lastError ? { error: lastError } : {}),
-      });
-      await sleep(delayMs, this.controller.signal);
+      await this.waitBeforeRetry(failures, retryAfterMs, lastError);
     }
   }
 

@@ -93,9 +93,6 @@ export class JobWatch extends Watch<JobWatchEvent, JobStatusDocument> {
   private doc: JobStatusDocument | undefined;
   private lastProgress: number | null | undefined;
   /** The server's `retry:` once it has sent one. */
-  private retryMs: number;
-  private readonly maxRetryMs: number;
-  private readonly idleTimeoutMs: number;
   private readonly transport: JobWatchTransport;
   private readonly pollIntervalMs: number;
   private readonly sseFailuresBeforePolling: number;
@@ -112,17 +109,11 @@ export class JobWatch extends Watch<JobWatchEvent, JobStatusDocument> {
     super(opts);
     const {
       lastEventId = 0,
-      retryMs = 1000,
-      maxRetryMs = 30_000,
-      idleTimeoutMs = 45_000,
       transport = 'auto',
       pollIntervalMs = 2000,
       sseFailuresBeforePolling = 3,
     } = opts;
     this.lastSeq = lastEventId;
-    this.retryMs = retryMs;
-    this.maxRetryMs = maxRetryMs;
-    this.idleTimeoutMs = idleTimeoutMs;
     this.transport = transport;
     this.pollIntervalMs = pollIntervalMs;
     this.sseFailuresBeforePolling = sseFailuresBeforePolling;
@@ -204,13 +195,7 @@ export class JobWatch extends Watch<JobWatchEvent, JobStatusDocument> {
         retrySseAt = Date.now() + this.maxRetryMs;
         continue;
       }
-      const delayMs = Math.max(retryAfterMs, backoffDelay(failures, this.retryMs, this.maxRetryMs));
-      this.setStatus('reconnecting', {
-        failures,
-        delayMs,
-        ...(lastError ? { error: lastError } : {}),
-      });
-      await sleep(delayMs, this.controller.signal);
+      await this.waitBeforeRetry(failures, retryAfterMs, lastError);
     }
   }
 

@@ -1,3 +1,4 @@
+import { backoffDelay, sleep } from './backoff.js';
 import { MareApiError } from './mare-api-error.js';
 import { EventQueue } from './event-queue.js';
 
@@ -76,6 +77,10 @@ export abstract class Watch<T, R> implements AsyncIterable<T> {
   private rejectDone!: (err: Error) => void;
   private readonly externalSignal: AbortSignal | undefined;
   private readonly onExternalAbort = () => this.close();
+  /** Delay before the next reconnection; the server's `retry:` replaces it. */
+  protected retryMs: number;
+  protected readonly maxRetryMs: number;
+  protected readonly idleTimeoutMs: number;
 
   protected constructor(
     private readonly options: WatchOptions,
@@ -90,6 +95,9 @@ export abstract class Watch<T, R> implements AsyncIterable<T> {
     // nobody awaits must not surface as an unhandled one.
     this.done.catch(() => undefined);
     this.externalSignal = options.signal;
+    this.retryMs = options.retryMs ?? 1000;
+    this.maxRetryMs = options.maxRetryMs ?? 30_000;
+    this.idleTimeoutMs = options.idleTimeoutMs ?? 45_000;
   }
 
   /** The connection's state now; changes are reported to `onStatus`. */
@@ -158,6 +166,24 @@ export abstract class Watch<T, R> implements AsyncIterable<T> {
     const error = asMareApiError(err);
     if (!error.retryable) throw error;
     return { error, retryAfterMs: (error.retryAfterSeconds ?? 0) * 1000 };
+  }
+
+  /**
+   * Waits before the next attempt: backing off with the failures so far, at least as long as
+   * the server asked, and says so through `onStatus`.
+   */
+  protected async waitBeforeRetry(
+    failures: number,
+    retryAfterMs: number,
+    lastError: Error | undefined,
+  ): Promise<void> {
+    const delayMs = Math.max(retryAfterMs, backoffDelay(failures, this.retryMs, this.maxRetryMs));
+    this.setStatus('reconnecting', {
+      failures,
+      delayMs,
+      ...(lastError ? { error: lastError } : {}),
+    });
+    await sleep(delayMs, this.controller.signal);
   }
 
   protected get stopped(): boolean {
