@@ -175,7 +175,12 @@ export abstract class SseStream {
     this.corked = false;
     if (this.closed) return;
     this.res.uncork();
-    if (!this.pending && this.res.writableLength > this.highWaterBytes) {
+    // Congested only while the socket itself is backed up: 'drain' then says when it is not.
+    if (
+      !this.pending &&
+      this.res.writableNeedDrain &&
+      this.res.writableLength > this.highWaterBytes
+    ) {
       this.pending = [];
       this.res.once('drain', () => this.flush());
     }
