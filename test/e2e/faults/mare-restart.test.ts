@@ -143,6 +143,20 @@ describe('mare-api restarted mid-stream', () => {
   );
 });
 
+/** A job run to completion whose event history then expired (deleted, as its TTL would). */
+async function finishedJobWithoutHistory(
+  sys: TestSystem,
+): Promise<{ clientId: string; jobId: string }> {
+  const clientId = await createClientWithProposition(sys.tritonUrl);
+  const jobId = await submit(sys, clientId);
+  const done = await openSse(`${sys.mareUrl}/v1/triton/jobs/${jobId}/subscribe`);
+  await done.ended;
+  const redis = new Redis(sys.redis.url);
+  await redis.del(createKeyspace().jobHistoryKey(jobId));
+  redis.disconnect();
+  return { clientId, jobId };
+}
+
 describe('resuming after the history expired', () => {
   it(
     'a job stream resyncs with a job:snapshot of the finished job instead of silence',
@@ -150,14 +164,7 @@ describe('resuming after the history expired', () => {
     async () => {
       system = await startSystem();
       const sys = system;
-      const clientId = await createClientWithProposition(sys.tritonUrl);
-      const jobId = await submit(sys, clientId);
-      const done = await openSse(`${sys.mareUrl}/v1/triton/jobs/${jobId}/subscribe`);
-      await done.ended;
-
-      const redis = new Redis(sys.redis.url);
-      await redis.del(createKeyspace().jobHistoryKey(jobId));
-      redis.disconnect();
+      const { jobId } = await finishedJobWithoutHistory(sys);
 
       const resumed = await openSse(`${sys.mareUrl}/v1/triton/jobs/${jobId}/subscribe`, {
         lastEventId: '3',
@@ -180,13 +187,7 @@ describe('resuming after the history expired', () => {
     async () => {
       system = await startSystem();
       const sys = system;
-      const clientId = await createClientWithProposition(sys.tritonUrl);
-      const jobId = await submit(sys, clientId);
-      const done = await openSse(`${sys.mareUrl}/v1/triton/jobs/${jobId}/subscribe`);
-      await done.ended;
-      const redis = new Redis(sys.redis.url);
-      await redis.del(createKeyspace().jobHistoryKey(jobId));
-      redis.disconnect();
+      const { clientId, jobId } = await finishedJobWithoutHistory(sys);
 
       const resumed = await openSse(`${sys.mareUrl}/v1/triton/events`, {
         lastEventId: `${jobId}:3`,
