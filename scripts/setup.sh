@@ -37,10 +37,16 @@ if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); proce
 fi
 say "node $node_version: found"
 
-if [[ ! -f node_modules/.package-lock.json ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
-  say "node_modules: installing (npm install)"
-  npm install --no-audit --no-fund --loglevel=error
-  # npm may rewrite package-lock.json after node_modules; mark node_modules as current.
+if [[ ! -f node_modules/.package-lock.json ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]] || [[ package.json -nt node_modules/.package-lock.json ]]; then
+  # The committed lock file lists every platform's optional packages, so `npm ci` installs
+  # exactly it and leaves the checkout as it was; `npm install` only when there is no lock.
+  if [[ -f package-lock.json ]]; then
+    say "node_modules: installing (npm ci)"
+    npm ci --no-audit --no-fund --loglevel=error
+  else
+    say "node_modules: installing (npm install)"
+    npm install --no-audit --no-fund --loglevel=error
+  fi
   touch node_modules/.package-lock.json
 else
   say "node_modules: up to date"
