@@ -15,4 +15,4 @@ COPY src ./src
 USER node
 EXPOSE 8000 16000
 # SIGTERM reaches Node directly: open SSE streams are told to reconnect, running jobs finish.
-CMD ["node", "--import", "tsx", "src/mare/main.ts"]
+CMD ["node", "--import", "tsx", "src/mare/main-api.ts"]

@@ -7,7 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { RedisServer } from '../src/common/redis-server.js';
+import { RedisServer } from '../src/cli/redis-server.js';
 import { freePort } from '../test/helpers/ports.js';
 import type { BenchContext } from './lib/bench-context.js';
 import {
@@ -131,7 +131,7 @@ async function main(): Promise<void> {
   let postgres: { url: string; stop(): Promise<void> } | undefined;
   const cleanup = async () => {
     admin.disconnect();
-    await redis.stop();
+    await redis.close();
     await postgres?.stop();
   };
   process.once('SIGINT', () => {

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { loadConfig } from '../common/config.js';
 import { redactUrl } from '../common/redis.js';
-import { RedisServer, RedisServerError } from '../common/redis-server.js';
+import { RedisServer, RedisServerError } from './redis-server.js';
 import { runMain, StartupError, type Closeable } from '../common/run-main.js';
 import { startMare } from '../mare/mare-service.js';
 import { startTriton } from '../triton/triton-service.js';
@@ -30,7 +30,7 @@ runMain(async (initial, logger) => {
         if (err instanceof RedisServerError) throw new StartupError(err.message);
         throw err;
       }
-      started.push({ close: () => server.stop() });
+      started.push({ close: () => server.close() });
       log.info(`Started redis-server (pid ${server.pid}) on ${server.url}, data in ${dir}`);
       config = loadConfig({ ...process.env, REDIS_URL: server.url });
       redisNote = `embedded redis-server, data in ${dir}`;

@@ -148,8 +148,8 @@ export async function startMare({
     close() {
       closing ??= (async () => {
         await app.close();
-        hub.stop();
-        await subscriber.stop();
+        hub.close();
+        await subscriber.close();
         await Promise.all([closeRedis(cacheRedis), closeRedis(eventsRedis)]);
       })();
       return closing;

@@ -452,7 +452,7 @@ export class SseHub {
     for (const stream of [...this.global]) stream.end(last);
   }
 
-  stop(): void {
+  close(): void {
     clearInterval(this.heartbeatTimer);
   }
 

@@ -3,7 +3,7 @@ import type { Logger } from '../common/logger.js';
 import { closeRedis, type Redis } from '../common/redis.js';
 
 export interface TritonEventSubscriberOptions {
-  /** A connection for this subscriber alone (it enters subscriber mode); closed by `stop()`. */
+  /** A connection for this subscriber alone (it enters subscriber mode); closed by `close()`. */
   redis: Redis;
   keyspace: Keyspace;
   logger: Logger;
@@ -21,7 +21,7 @@ export interface TritonEventSubscriberOptions {
  */
 export class TritonEventSubscriber {
   private readonly options: TritonEventSubscriberOptions;
-  private stopping: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
   private subscribedOnce = false;
 
   constructor(options: TritonEventSubscriberOptions) {
@@ -49,7 +49,7 @@ export class TritonEventSubscriber {
     });
     // ioredis re-subscribes by itself after a reconnect; history covers what was missed meanwhile.
     redis.on('ready', () => {
-      if (!this.subscribedOnce || this.stopping) return;
+      if (!this.subscribedOnce || this.closing) return;
       logger.info(`Triton event subscriber resubscribed to ${channel}`);
       onResubscribed?.();
     });
@@ -59,13 +59,13 @@ export class TritonEventSubscriber {
   }
 
   /** Unsubscribes and closes the connection. Safe to call twice. */
-  stop(): Promise<void> {
-    this.stopping ??= (async () => {
+  close(): Promise<void> {
+    this.closing ??= (async () => {
       const { redis, keyspace } = this.options;
       if (redis.status === 'ready')
         await redis.unsubscribe(keyspace.allJobsChannel).catch(() => undefined);
       await closeRedis(redis);
     })();
-    return this.stopping;
+    return this.closing;
   }
 }

@@ -48,7 +48,7 @@ beforeAll(async () => {
   keyspace = createKeyspace(sys.config.common.keyPrefix);
   const port = await freePort();
   mare = await PartProcess.start(
-    'src/mare/main.ts',
+    'src/mare/main-api.ts',
     {
       REDIS_URL: sys.redis.url,
       TRITON_API_URL: sys.tritonUrl,

@@ -63,7 +63,7 @@ beforeAll(async () => {
       { ready: /^Server listening/ },
     ),
     PartProcess.start(
-      'src/mare/main.ts',
+      'src/mare/main-api.ts',
       {
         REDIS_URL: system.redis.url,
         TRITON_API_URL: system.tritonUrl,

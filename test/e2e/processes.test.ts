@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RedisServer } from '../../src/common/redis-server.js';
+import type { RedisServer } from '../../src/cli/redis-server.js';
 import { freePort } from '../helpers/ports.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { startRedis } from '../helpers/redis.js';
@@ -318,7 +318,7 @@ describe.concurrent('start-up failures print one line that says what to do', () 
   });
 
   it('start:mare-api without REDIS_URL says to set REDIS_URL and exits 1', async ({ expect }) => {
-    const program = startProgram('mare-api without REDIS_URL', 'src/mare/main.ts', {
+    const program = startProgram('mare-api without REDIS_URL', 'src/mare/main-api.ts', {
       MARE_API_PORT: String(await freePort()),
     });
     expect(await exitOf(program, 60_000)).toBe(1);
@@ -341,7 +341,7 @@ describe.concurrent('start-up failures print one line that says what to do', () 
   });
 
   it.for([
-    ['src/mare/main.ts', 'MARE_API_PORT', 'abc'],
+    ['src/mare/main-api.ts', 'MARE_API_PORT', 'abc'],
     ['src/cli/start.ts', 'EMBEDDED_REDIS_PORT', '70000'],
     ['src/triton/main-api.ts', 'DATABASE_URL', 'mysql://127.0.0.1/triton'],
     ['src/triton/main-worker.ts', 'GENERATION_STEP_MS', '-5'],
@@ -393,7 +393,7 @@ describe('production shape: separate processes on one Redis and one Postgres', (
     const gatewayPorts = [await freePort(), await freePort()];
     gatewayUrls = gatewayPorts.map((port) => `http://127.0.0.1:${port}`);
     gateways = gatewayPorts.map((port, i) =>
-      startProgram(`mare-api ${i + 1}`, 'src/mare/main.ts', {
+      startProgram(`mare-api ${i + 1}`, 'src/mare/main-api.ts', {
         REDIS_URL: common.REDIS_URL,
         MARE_API_PORT: String(port),
         TRITON_API_URL: tritonUrl,
@@ -412,7 +412,7 @@ describe('production shape: separate processes on one Redis and one Postgres', (
       if (part.running && part.child.pid) process.kill(-part.child.pid, 'SIGKILL');
     }
     await Promise.all(parts.map((p) => p.exited));
-    await redis?.stop();
+    await redis?.close();
     await database?.drop();
   });
 

@@ -1,4 +1,4 @@
-import { RedisServer } from '../../src/common/redis-server.js';
+import { RedisServer } from '../../src/cli/redis-server.js';
 import { freePort } from './ports.js';
 
 /** A redis-server of the test's own, on a free port, without persistence. */

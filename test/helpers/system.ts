@@ -1,7 +1,7 @@
 import type { PGlite } from '@electric-sql/pglite';
 import { loadConfig, type Config } from '../../src/common/config.js';
 import { createLogger } from '../../src/common/logger.js';
-import type { RedisServer } from '../../src/common/redis-server.js';
+import type { RedisServer } from '../../src/cli/redis-server.js';
 import { startMare, type MareService } from '../../src/mare/mare-service.js';
 import { startTriton, type TritonService } from '../../src/triton/triton-service.js';
 import { createTestDatabase } from './postgres.js';
@@ -80,7 +80,7 @@ export async function startSystem({
       closing ??= (async () => {
         await mare.close();
         await triton.close();
-        if (!givenRedis) await redis.stop();
+        if (!givenRedis) await redis.close();
         await database?.drop();
       })();
       return closing;

@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
-import type { RedisServer } from '../../src/common/redis-server.js';
+import type { RedisServer } from '../../src/cli/redis-server.js';
 import {
   createKeyspace,
   decodeEvent,
@@ -37,7 +37,7 @@ afterEach(() => {
 
 afterAll(async () => {
   redis?.disconnect();
-  await server?.stop();
+  await server?.close();
 });
 
 function namespace(): Keyspace {

@@ -5,7 +5,7 @@ import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/common/config.js';
 import { createLogger } from '../../src/common/logger.js';
-import type { RedisServer } from '../../src/common/redis-server.js';
+import type { RedisServer } from '../../src/cli/redis-server.js';
 import {
   ClientList,
   createKeyspace,
@@ -102,7 +102,7 @@ afterAll(async () => {
   redis?.disconnect();
   await service?.close();
   await testDb?.drop();
-  await redisServer?.stop();
+  await redisServer?.close();
 });
 
 describe("the seed's paths", () => {

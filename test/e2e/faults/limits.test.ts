@@ -277,7 +277,7 @@ describe('graceful shutdown on SIGTERM', () => {
       const sys = system;
       const port = await freePort();
       const mare = await startPart(
-        'src/mare/main.ts',
+        'src/mare/main-api.ts',
         {
           REDIS_URL: sys.redis.url,
           TRITON_API_URL: sys.tritonUrl,

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, expect, it } from 'vitest';
-import { RedisServer } from '../../../src/common/redis-server.js';
+import { RedisServer } from '../../../src/cli/redis-server.js';
 import { freePort } from '../../helpers/ports.js';
 import { openSse, payloads, type SseConnection } from '../../helpers/sse-client.js';
 import {
@@ -31,7 +31,7 @@ let dir = '';
 
 afterAll(async () => {
   await system?.close();
-  await redis?.stop();
+  await redis?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 

@@ -39,7 +39,7 @@ function alive(pid: number): boolean {
  */
 export class RedisServer {
   private child: ChildProcess | undefined;
-  private stopping: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
 
   private constructor(
     readonly url: string,
@@ -159,8 +159,8 @@ export class RedisServer {
   }
 
   /** SIGTERM (Redis then writes its AOF and exits), then SIGKILL after `timeoutMs`. Safe to call twice. */
-  stop(timeoutMs = 5000): Promise<void> {
-    this.stopping ??= new Promise<void>((resolve) => {
+  close(timeoutMs = 5000): Promise<void> {
+    this.closing ??= new Promise<void>((resolve) => {
       const child = this.child;
       if (!child || child.exitCode !== null || child.signalCode !== null) {
         resolve();
@@ -173,7 +173,7 @@ export class RedisServer {
       });
       child.kill('SIGTERM');
     });
-    return this.stopping;
+    return this.closing;
   }
 
   /** Kills the server at once, as a crash would (fault drills). */

@@ -1,0 +1,70 @@
+import {
+  AppError,
+  ErrorBody,
+  JobAccepted,
+  JobStatusDocument,
+  TemplateList,
+} from '../../../contract/index.js';
+import type { HttpApp } from '../../../common/http.js';
+import { submitGeneration, type SubmitGenerationDeps } from '../submit-generation.js';
+import { ClientParams, JobParams, readErrors } from './params.js';
+
+/** Job submission, status documents and a job's templates. */
+export function registerJobRoutes(
+  app: HttpApp,
+  deps: SubmitGenerationDeps,
+  /** Route config that rate-limits submissions (empty: no limit). */
+  submitLimit: object = {},
+): void {
+  const { store } = deps;
+
+  app.post(
+    '/clients/:client_id/generate-templates',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: 'Start generating templates; progress is published as job events',
+        params: ClientParams,
+        response: { 202: JobAccepted, 400: ErrorBody, 429: ErrorBody, 503: ErrorBody },
+      },
+      config: submitLimit,
+    },
+    async (request, reply) =>
+      reply.code(202).send(await submitGeneration(deps, request.params.client_id)),
+  );
+
+  app.get(
+    '/jobs/:job_id',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: "A job's status document",
+        params: JobParams,
+        response: { 200: JobStatusDocument, ...readErrors },
+      },
+    },
+    async (request) => {
+      const doc = await store.jobStatusDocument(request.params.job_id);
+      if (!doc) throw new AppError('JOB_NOT_FOUND', `Job ${request.params.job_id} does not exist`);
+      return doc;
+    },
+  );
+
+  app.get(
+    '/jobs/:job_id/templates',
+    {
+      schema: {
+        tags: ['templates'],
+        summary: "A job's templates, in order",
+        params: JobParams,
+        response: { 200: TemplateList, ...readErrors },
+      },
+    },
+    async (request) => {
+      const id = request.params.job_id;
+      if (!(await store.getJob(id)))
+        throw new AppError('JOB_NOT_FOUND', `Job ${id} does not exist`);
+      return { templates: await store.listJobTemplates(id) };
+    },
+  );
+}
