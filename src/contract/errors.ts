@@ -41,7 +41,9 @@ export class AppError extends Error {
     message: string,
     /** Seconds a client should wait before retrying, where that is known. */
     readonly retryAfterSeconds?: number,
+    /** What went wrong underneath, for logs; never shown to clients. */
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
   }
 }

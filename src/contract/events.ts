@@ -8,13 +8,16 @@ import { Uuid } from './ids.js';
  * after a reconnect and drop duplicates.
  */
 
+/** Every status a job can have. */
 export const JOB_STATUSES = ['queued', 'running', 'completed', 'failed'] as const;
+/** A job's status. */
 export const JobStatus = z.enum(JOB_STATUSES);
 export type JobStatus = z.infer<typeof JobStatus>;
 
 /** Statuses after which a job never changes again. */
 export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(['completed', 'failed']);
 
+/** Every `event_type` a job event can have. */
 export const EVENT_TYPES = [
   'job:queued',
   'job:started',
@@ -22,18 +25,29 @@ export const EVENT_TYPES = [
   'job:completed',
   'job:failed',
 ] as const;
+/** An event's `event_type`. */
 export type JobEventType = (typeof EVENT_TYPES)[number];
 
 const Timestamp = z.iso.datetime({ offset: true });
 const Seq = z.number().int().positive();
 const Count = z.number().int().nonnegative();
 
+/** An entry id of a Redis stream (`<ms>-<n>`). */
+export const STREAM_ID_PATTERN = /^\d{1,20}-\d{1,20}$/;
+
 const base = {
   timestamp: Timestamp,
   job_id: Uuid,
   client_id: Uuid,
+  /**
+   * The event's position in the global history stream. Set on the all-jobs channel and stream
+   * only (see `withStreamId`), so that a subscriber that lost its subscription resumes reading
+   * history right after the last event it saw.
+   */
+  stream_id: z.string().regex(STREAM_ID_PATTERN).optional(),
 };
 
+/** `job:queued`: triton-api accepted the job. */
 export const JobQueuedEvent = z.object({
   event_type: z.literal('job:queued'),
   ...base,
@@ -41,6 +55,7 @@ export const JobQueuedEvent = z.object({
   seq: Seq,
 });
 
+/** `job:started`: a worker began an attempt. */
 export const JobStartedEvent = z.object({
   event_type: z.literal('job:started'),
   ...base,
@@ -49,6 +64,7 @@ export const JobStartedEvent = z.object({
   seq: Seq,
 });
 
+/** `job:progress`: one more template is stored (`template_id`). */
 export const JobProgressEvent = z.object({
   event_type: z.literal('job:progress'),
   ...base,
@@ -60,6 +76,7 @@ export const JobProgressEvent = z.object({
   seq: Seq,
 });
 
+/** `job:completed`: every template is stored; terminal. */
 export const JobCompletedEvent = z.object({
   event_type: z.literal('job:completed'),
   ...base,
@@ -71,6 +88,7 @@ export const JobCompletedEvent = z.object({
   seq: Seq,
 });
 
+/** `job:failed`: the job ended without its templates; terminal. */
 export const JobFailedEvent = z.object({
   event_type: z.literal('job:failed'),
   ...base,
@@ -81,6 +99,7 @@ export const JobFailedEvent = z.object({
   seq: Seq,
 });
 
+/** Any job event, told apart by `event_type`. */
 export const JobEvent = z.discriminatedUnion('event_type', [
   JobQueuedEvent,
   JobStartedEvent,
@@ -95,14 +114,24 @@ export type JobProgressEvent = z.infer<typeof JobProgressEvent>;
 export type JobCompletedEvent = z.infer<typeof JobCompletedEvent>;
 export type JobFailedEvent = z.infer<typeof JobFailedEvent>;
 export type JobEvent = z.infer<typeof JobEvent>;
+/** An event after which the job never changes again. */
 export type TerminalJobEvent = JobCompletedEvent | JobFailedEvent;
 
 type WithoutSeq<T> = T extends unknown ? Omit<T, 'seq'> : never;
 /** An event as a publisher builds it: `seq` is assigned when it is published. */
 export type JobEventDraft = WithoutSeq<JobEvent>;
 
+/** Whether an event is a job's last: after it, the job never changes again. */
 export function isTerminalEvent(event: JobEvent): event is TerminalJobEvent {
   return event.event_type === 'job:completed' || event.event_type === 'job:failed';
+}
+
+/** A status after which a job never changes again. */
+export type TerminalStatus = TerminalJobEvent['status'];
+
+/** Whether a status is terminal. */
+export function isTerminalStatus(status: JobStatus): status is TerminalStatus {
+  return TERMINAL_STATUSES.has(status);
 }
 
 /**

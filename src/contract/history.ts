@@ -8,6 +8,10 @@ import { isUuid } from './ids.js';
  *   after seq N" is `XRANGE key (0-N +`.
  * - Global (`Keyspace.globalHistoryKey`): entry id assigned by Redis, field `e`.
  *
+ * - The all-jobs channel carries each event with its global entry id appended as `stream_id`
+ *   (`withStreamId`); global entries store the event without it, and readers append their own
+ *   entry id, so a replayed event and a live one are the same text.
+ *
  * A global SSE event id is `{job_id}:{seq}`: a gateway knows it from the live message alone,
  * and resolving it to a global position is one `XRANGE` on the job's stream (field `g`).
  */
@@ -46,4 +50,30 @@ export function parseGlobalEventId(id: string): { jobId: string; seq: number } |
   const seq = Number(id.slice(colon + 1));
   if (!Number.isSafeInteger(seq) || seq <= 0) return undefined;
   return { jobId: id.slice(0, colon).toLowerCase(), seq };
+}
+
+const STREAM_ID_SUFFIX = ',"stream_id":"';
+
+/**
+ * An event's JSON with its global position appended: `{…,"seq":3,"stream_id":"1733-0"}`. Text
+ * is spliced, never re-encoded; the publish script builds the same text.
+ */
+export function withStreamId(json: string, streamId: string): string {
+  return `${json.slice(0, -1)}${STREAM_ID_SUFFIX}${streamId}"}`;
+}
+
+/** An event's JSON without the `stream_id` that `withStreamId` appended (unchanged if none). */
+export function withoutStreamId(json: string): string {
+  const at = json.lastIndexOf(STREAM_ID_SUFFIX);
+  if (at === -1 || !json.endsWith('"}')) return json;
+  const id = json.slice(at + STREAM_ID_SUFFIX.length, -2);
+  return /^\d+-\d+$/.test(id) ? `${json.slice(0, at)}}` : json;
+}
+
+/** Whether `a` is a later stream entry id than `b` (ids compare as `<ms>-<n>` number pairs). */
+export function streamIdAfter(a: string, b: string): boolean {
+  const [am = '0', an = '0'] = a.split('-');
+  const [bm = '0', bn = '0'] = b.split('-');
+  const ms = BigInt(am) - BigInt(bm);
+  return ms === 0n ? BigInt(an) > BigInt(bn) : ms > 0n;
 }

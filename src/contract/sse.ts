@@ -1,3 +1,6 @@
+import type { TerminalStatus } from './events.js';
+import { jobSnapshot, type JobStatusDocument } from './job-status.js';
+
 /**
  * Server-Sent Events wire format (WHATWG HTML §9.2), as mare-api writes it and clients read it.
  * Events carry no `event:` field, so a browser's `EventSource.onmessage` sees every one of them,
@@ -5,8 +8,16 @@
  */
 
 /** Comment written after a job's terminal event, just before the stream closes. */
-export function closingComment(status: 'completed' | 'failed'): string {
+export function closingComment(status: TerminalStatus): string {
   return `: Connection closing - job ${status}\n\n`;
+}
+
+/**
+ * The frame of a `job:snapshot` as of `seq`: a job's whole state, sent when the events a
+ * subscriber missed cannot be replayed.
+ */
+export function snapshotFrame(doc: JobStatusDocument, seq: number): string {
+  return formatSseEvent(seq, JSON.stringify(jobSnapshot(doc, seq)));
 }
 
 /** The heartbeat comment that keeps idle connections open through proxies. */
@@ -152,6 +163,7 @@ export class SseParser {
  */
 export const RESYNC_EVENT = 'resync';
 
+/** The frame of a `resync` event on the all-jobs stream, saying why. */
 export function resyncFrame(reason: string): string {
   return formatSseEvent(
     '',

@@ -1,4 +1,5 @@
 import {
+  AppError,
   decodeEvent,
   HISTORY_FIELD_EVENT,
   HISTORY_FIELD_GLOBAL_ID,
@@ -6,6 +7,7 @@ import {
   jobHistoryEntryId,
   type JobEvent,
   type Keyspace,
+  withStreamId,
 } from '../contract/index.js';
 import type { Redis } from '../common/redis.js';
 
@@ -28,11 +30,16 @@ type StreamEntry = [id: string, fields: string[]];
 /** Largest number of events one replay sends; more than that and the client resyncs. */
 export const MAX_REPLAY = 10_000;
 
-function decodeEntries(entries: StreamEntry[] | null | undefined): StoredEvent[] {
+/**
+ * Decodes stream entries. Entries of the global stream (`global`) get their own entry id
+ * appended as `stream_id`, as the all-jobs channel carries them.
+ */
+function decodeEntries(entries: StreamEntry[] | null | undefined, global = false): StoredEvent[] {
   const out: StoredEvent[] = [];
-  for (const [, fields] of entries ?? []) {
-    const json = historyEntryField(fields, HISTORY_FIELD_EVENT);
-    if (json === undefined) continue;
+  for (const [id, fields] of entries ?? []) {
+    const stored = historyEntryField(fields, HISTORY_FIELD_EVENT);
+    if (stored === undefined) continue;
+    const json = global ? withStreamId(stored, id) : stored;
     try {
       out.push({ event: decodeEvent(json), json });
     } catch {
@@ -42,70 +49,126 @@ function decodeEntries(entries: StreamEntry[] | null | undefined): StoredEvent[]
   return out;
 }
 
-/** Reads the event history that triton's publisher keeps in Redis Streams. */
+/** Seconds a client is told to wait when history cannot be read. */
+const RETRY_AFTER_SECONDS = 2;
+
+/** What reading history needs. */
+export interface EventHistoryOptions {
+  /** The connection to the Redis that carries triton's events; its owner closes it. */
+  redis: Redis;
+  keyspace: Keyspace;
+}
+
+/**
+ * Reads the event history that triton's publisher keeps in Redis Streams. A read that Redis
+ * cannot answer fails with `UPSTREAM_UNAVAILABLE` (503, with Retry-After).
+ */
 export class EventHistory {
-  constructor(
-    private readonly redis: Redis,
-    private readonly keyspace: Keyspace,
-  ) {}
+  private readonly redis: Redis;
+  private readonly keyspace: Keyspace;
+
+  constructor({ redis, keyspace }: EventHistoryOptions) {
+    this.redis = redis;
+    this.keyspace = keyspace;
+  }
 
   /** A job's events after `afterSeq`, and its newest event, in one round trip. */
-  async readJob(jobId: string, afterSeq: number): Promise<JobHistory> {
+  readJob(jobId: string, afterSeq: number): Promise<JobHistory> {
     const key = this.keyspace.jobHistoryKey(jobId);
-    const results = await this.redis
-      .multi()
-      .xrange(key, jobHistoryEntryId(afterSeq + 1), '+', 'COUNT', MAX_REPLAY)
-      .xrevrange(key, '+', '-', 'COUNT', 1)
-      .exec();
-    const after = results?.[0]?.[1] as StreamEntry[] | undefined;
-    const last = results?.[1]?.[1] as StreamEntry[] | undefined;
-    return { events: decodeEntries(after), latest: decodeEntries(last)[0] };
+    return this.read(async () => {
+      const results = await this.redis
+        .multi()
+        .xrange(key, jobHistoryEntryId(afterSeq + 1), '+', 'COUNT', MAX_REPLAY)
+        .xrevrange(key, '+', '-', 'COUNT', 1)
+        .exec();
+      const after = results?.[0]?.[1] as StreamEntry[] | undefined;
+      const last = results?.[1]?.[1] as StreamEntry[] | undefined;
+      return { events: decodeEntries(after), latest: decodeEntries(last)[0] };
+    });
   }
 
   /**
    * Every job's events published after the event `(jobId, seq)`, or undefined when that event is
-   * no longer in history (its job's history expired), so the caller can tell the client to resync.
+   * no longer in history (its job's history expired, or the global stream was trimmed past it),
+   * so the caller can tell the client to resync.
    */
-  async readGlobalAfter(jobId: string, seq: number): Promise<StoredEvent[] | undefined> {
-    const entry = (await this.redis.xrange(
-      this.keyspace.jobHistoryKey(jobId),
-      jobHistoryEntryId(seq),
-      jobHistoryEntryId(seq),
-    )) as StreamEntry[];
-    const globalId = entry[0] ? historyEntryField(entry[0][1], HISTORY_FIELD_GLOBAL_ID) : undefined;
-    if (!globalId) return undefined;
-    const key = this.keyspace.globalHistoryKey;
-    // The anchor itself must still be in the global stream, or events after it may be trimmed.
-    const [anchor, rest] = await Promise.all([
-      this.redis.xrange(key, globalId, globalId) as Promise<StreamEntry[]>,
-      this.redis.xrange(key, `(${globalId}`, '+', 'COUNT', MAX_REPLAY) as Promise<StreamEntry[]>,
-    ]);
-    if (anchor.length === 0) return undefined;
-    return decodeEntries(rest);
+  readGlobalAfter(jobId: string, seq: number): Promise<StoredEvent[] | undefined> {
+    return this.read(async () => {
+      const entry = (await this.redis.xrange(
+        this.keyspace.jobHistoryKey(jobId),
+        jobHistoryEntryId(seq),
+        jobHistoryEntryId(seq),
+      )) as StreamEntry[];
+      const position = entry[0]
+        ? historyEntryField(entry[0][1], HISTORY_FIELD_GLOBAL_ID)
+        : undefined;
+      if (!position) return undefined;
+      // Read from the anchor itself: if it is gone, the events after it may be trimmed too.
+      const entries = (await this.redis.xrange(
+        this.keyspace.globalHistoryKey,
+        position,
+        '+',
+        'COUNT',
+        MAX_REPLAY + 1,
+      )) as StreamEntry[];
+      if (entries[0]?.[0] !== position) return undefined;
+      return decodeEntries(entries.slice(1), true);
+    });
   }
 
-  /** Every job's events published since `sinceMs` (Redis server time), oldest first. */
-  async readGlobalSince(sinceMs: number): Promise<StoredEvent[]> {
-    const entries = (await this.redis.xrange(
-      this.keyspace.globalHistoryKey,
-      String(Math.max(0, Math.floor(sinceMs))),
-      '+',
-      'COUNT',
-      MAX_REPLAY,
-    )) as StreamEntry[];
-    return decodeEntries(entries);
+  /** Up to `count` events of all jobs published after the global position `streamId`, oldest first. */
+  readGlobalAfterPosition(streamId: string, count = MAX_REPLAY): Promise<StoredEvent[]> {
+    return this.read(async () => {
+      const entries = (await this.redis.xrange(
+        this.keyspace.globalHistoryKey,
+        `(${streamId}`,
+        '+',
+        'COUNT',
+        count,
+      )) as StreamEntry[];
+      return decodeEntries(entries, true);
+    });
+  }
+
+  /** The newest position in the global history ('0-0' while it is empty). */
+  lastGlobalPosition(): Promise<string> {
+    return this.read(async () => {
+      const entries = (await this.redis.xrevrange(
+        this.keyspace.globalHistoryKey,
+        '+',
+        '-',
+        'COUNT',
+        1,
+      )) as StreamEntry[];
+      return entries[0]?.[0] ?? '0-0';
+    });
   }
 
   /** The newest `count` events of all jobs, oldest first. */
-  async readGlobalRecent(count: number): Promise<StoredEvent[]> {
-    if (count <= 0) return [];
-    const entries = (await this.redis.xrevrange(
-      this.keyspace.globalHistoryKey,
-      '+',
-      '-',
-      'COUNT',
-      count,
-    )) as StreamEntry[];
-    return decodeEntries(entries.reverse());
+  readGlobalRecent(count: number): Promise<StoredEvent[]> {
+    if (count <= 0) return Promise.resolve([]);
+    return this.read(async () => {
+      const entries = (await this.redis.xrevrange(
+        this.keyspace.globalHistoryKey,
+        '+',
+        '-',
+        'COUNT',
+        count,
+      )) as StreamEntry[];
+      return decodeEntries(entries.reverse(), true);
+    });
+  }
+
+  private async read<T>(run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (err) {
+      throw new AppError(
+        'UPSTREAM_UNAVAILABLE',
+        'Job event history is unavailable (Redis does not answer); retry shortly',
+        RETRY_AFTER_SECONDS,
+        { cause: err },
+      );
+    }
   }
 }

@@ -11,17 +11,30 @@ export interface LookupResult {
   cached: boolean;
 }
 
+/** Where lookups are answered from. */
+export interface JobLookupOptions {
+  cache: ResultsCache;
+  triton: TritonClient;
+  logger: Logger;
+  metrics: MareMetrics;
+}
+
 /**
  * Cache-first job status: the cache answers finished jobs without a request to triton-api;
  * on a miss triton-api answers, and a finished job's document is cached for the next lookup.
  */
 export class JobLookup {
-  constructor(
-    private readonly cache: ResultsCache,
-    private readonly triton: TritonClient,
-    private readonly logger: Logger,
-    private readonly metrics: MareMetrics,
-  ) {}
+  private readonly cache: ResultsCache;
+  private readonly triton: TritonClient;
+  private readonly logger: Logger;
+  private readonly metrics: MareMetrics;
+
+  constructor({ cache, triton, logger, metrics }: JobLookupOptions) {
+    this.cache = cache;
+    this.triton = triton;
+    this.logger = logger;
+    this.metrics = metrics;
+  }
 
   async json(jobId: string): Promise<LookupResult> {
     let cached: string | null = null;
@@ -29,7 +42,7 @@ export class JobLookup {
       cached = await this.cache.getJson(jobId);
     } catch (err) {
       // The cache is an optimisation: without it, triton-api still answers.
-      this.logger.warn({ job_id: jobId, err: (err as Error).message }, 'Results cache unavailable');
+      this.logger.warn({ job_id: jobId, err }, 'Results cache unavailable');
     }
     if (cached !== null) {
       this.metrics.cacheLookups.inc({ result: 'hit' });
@@ -40,8 +53,8 @@ export class JobLookup {
     this.logger.debug({ job_id: jobId }, `Cache miss for job ${jobId}`);
     const doc = await this.triton.getJob(jobId);
     if (TERMINAL_STATUSES.has(doc.status)) {
-      this.cache.set(doc).catch((err: Error) => {
-        this.logger.warn({ job_id: jobId, err: err.message }, 'Could not cache a job result');
+      this.cache.set(doc).catch((err: unknown) => {
+        this.logger.warn({ job_id: jobId, err }, 'Could not cache a job result');
       });
     }
     return { json: JSON.stringify(doc), cached: false };

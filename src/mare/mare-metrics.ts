@@ -43,7 +43,7 @@ export class MareMetrics {
     });
     this.sseDelivery = new Histogram({
       name: 'mare_sse_delivery_seconds',
-      help: "Time from an event's timestamp until it was written to every watching connection",
+      help: "Time from an event's timestamp until this gateway handed it to the sockets of its watchers (end of the event-loop turn it was written in)",
       buckets: LATENCY_BUCKETS,
       registers: [registry],
     });

@@ -73,6 +73,12 @@ export async function startMare({
   const hub = new SseHub({
     heartbeatMs: mare.sseHeartbeatMs,
     onCountChange: (kind, count) => metrics.sseConnections.set({ stream: kind }, count),
+    onFlushed: (events) => {
+      const now = Date.now();
+      for (const { event } of events) {
+        metrics.sseDelivery.observe(Math.max(0, (now - Date.parse(event.timestamp)) / 1000));
+      }
+    },
   });
   const cache = new ResultsCache({
     redis: cacheRedis,
@@ -83,8 +89,8 @@ export async function startMare({
     baseUrl: mare.tritonApiUrl,
     timeoutMs: mare.tritonRequestTimeoutMs,
   });
-  const lookup = new JobLookup(cache, triton, log, metrics);
-  const history = new EventHistory(eventsRedis, keyspace);
+  const lookup = new JobLookup({ cache, triton, logger: log, metrics });
+  const history = new EventHistory({ redis: eventsRedis, keyspace });
 
   const dispatcher = new EventDispatcher({ hub, cache, history, lookup, metrics, logger: log });
   const subscriber = new TritonEventSubscriber({
@@ -96,6 +102,7 @@ export async function startMare({
     onResubscribed: () => void dispatcher.reconcile(),
   });
   await subscriber.start();
+  await dispatcher.start();
 
   const app = await buildMareApi(
     {

@@ -54,7 +54,9 @@ describe('docker-compose.yml', () => {
     expect(services['triton-api']?.command).toContain('src/triton/main-api.ts');
     expect(services['triton-worker']?.command).toContain('src/triton/main-worker.ts');
     expect(services['triton-worker']?.deploy?.replicas).toBeGreaterThanOrEqual(2);
-    const gateways = appServices.filter(([, s]) => (s.command ?? []).includes('src/mare/main-api.ts'));
+    const gateways = appServices.filter(([, s]) =>
+      (s.command ?? []).includes('src/mare/main-api.ts'),
+    );
     expect(gateways).toHaveLength(2);
   });
 

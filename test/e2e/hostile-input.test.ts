@@ -14,6 +14,7 @@ import {
   type TestSystem,
 } from '../helpers/system.js';
 import { waitFor } from '../helpers/wait.js';
+import type { EventData as Event } from '../helpers/events.js';
 
 /**
  * Hostile input, over real HTTP and real Redis. Thousands of malformed requests to both APIs
@@ -25,8 +26,6 @@ import { waitFor } from '../helpers/wait.js';
  *
  * mare-api runs as its own process, so that a crash shows as an exit and its log is readable.
  */
-
-type Event = { event_type: string; seq: number; status: string; job_id: string };
 
 const REQUEST_TIMEOUT_MS = 10_000;
 

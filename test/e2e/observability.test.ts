@@ -93,6 +93,8 @@ describe('metrics, health and logs', () => {
         scrape(gatewayUrl),
       ]);
 
+      // Watching every job from before the submission: each event of the job is written live.
+      const all = await openSse(`${gatewayUrl}/v1/triton/events`);
       const job = await http<{ job_id: string }>(
         'POST',
         `${gatewayUrl}/v1/triton/clients/${clientId}/generate-templates`,
@@ -102,6 +104,8 @@ describe('metrics, health and logs', () => {
       const during = await scrape(gatewayUrl);
       expect(during.get('mare_sse_connections{stream="job"}')).toBe(1);
       await sse.ended;
+      await all.waitForEvents(10);
+      all.close();
       await waitFor(
         'the cached result',
         async () =>
@@ -143,7 +147,8 @@ describe('metrics, health and logs', () => {
         delta(workerBefore, workerAfter, 'triton_job_duration_seconds_count{outcome="completed"}'),
       ).toBe(1);
       expect(workerAfter.has('triton_queue_jobs{state="waiting"}')).toBe(true);
-      // Gateway: 10 events received (queued included), delivered, lagged; lookups hit the cache.
+      // Gateway: 10 events received (queued included), lagged, and written to watchers once
+      // each (however many connections); lookups hit the cache.
       expect(
         delta(gatewayBefore, gatewayAfter, 'mare_events_received_total{event_type="job:progress"}'),
       ).toBe(7);

@@ -11,6 +11,7 @@ import { startRedis } from '../helpers/redis.js';
 import { openSse, payloads, type SseConnection } from '../helpers/sse-client.js';
 import { createClientWithProposition, http } from '../helpers/system.js';
 import { waitFor } from '../helpers/wait.js';
+import type { EventData as Event } from '../helpers/events.js';
 
 /**
  * The programs as an operator runs them: real processes started the way the npm scripts start
@@ -23,7 +24,6 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const PROCESS_TIMEOUT_MS = 90_000;
 
 type LogEntry = Record<string, unknown> & { msg?: string; level?: number; service?: string };
-type Event = Record<string, unknown> & { event_type: string; seq: number; job_id: string };
 
 /** One running program: its output as it arrives, parsed where it is JSON log lines. */
 interface Program {

@@ -9,13 +9,12 @@ import {
   type TestSystem,
 } from '../helpers/system.js';
 import { waitFor } from '../helpers/wait.js';
+import type { EventData as Event } from '../helpers/events.js';
 
 /**
  * The seed's testing guide (Tests 1–7), step by step, against the real system: real Redis,
  * real Postgres, real HTTP.
  */
-
-type Event = Record<string, unknown> & { event_type: string; seq: number; job_id: string };
 
 const keys = createKeyspace();
 let system: TestSystem;
@@ -99,6 +98,8 @@ describe('the seed testing guide', () => {
       'status',
       'started_at',
       'seq',
+      // The all-jobs channel adds the event's position in the global history.
+      'stream_id',
     ]);
     expect(started).toMatchObject({ job_id: jobId, client_id: clientId, status: 'running' });
 
@@ -113,6 +114,7 @@ describe('the seed testing guide', () => {
       'generation_duration_ms',
       'completed_at',
       'seq',
+      'stream_id',
     ]);
     expect(completed.status).toBe('completed');
     expect(completed.template_count).toBe(7);
@@ -276,6 +278,7 @@ describe('the seed testing guide', () => {
       'generation_duration_ms',
       'completed_at',
       'seq',
+      'stream_id',
     ]);
     const redis = new Redis(system.redis.url);
     try {

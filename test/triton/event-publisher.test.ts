@@ -11,6 +11,7 @@ import {
   jobHistoryEntryId,
   type JobEventDraft,
   type Keyspace,
+  withStreamId,
 } from '../../src/contract/index.js';
 import {
   EventPublisher,
@@ -173,7 +174,7 @@ describe('EventPublisher', () => {
     }
   });
 
-  it('publishes the same message on both channels as it stores in both history streams', async () => {
+  it('publishes on both channels what it stores in both history streams, with its global position on the all-jobs channel', async () => {
     const keys = namespace();
     const job = randomUUID();
     const received = await subscribe(keys.allJobsChannel, keys.jobChannel(job));
@@ -188,7 +189,11 @@ describe('EventPublisher', () => {
     const globalStream = await redis.xrange(keys.globalHistoryKey, '-', '+');
     const expected = drafts.map((d, i) => expectedJson(d, i + 1));
 
-    expect(onAll).toEqual(expected);
+    // The all-jobs channel also says where each event is in the global stream.
+    expect(onAll).toEqual(
+      expected.map((json, i) => withStreamId(json, globalStream[i]?.[0] ?? '')),
+    );
+    expect(onAll.map((m) => decodeEvent(m).stream_id)).toEqual(globalStream.map(([id]) => id));
     expect(onJob).toEqual(expected);
     expect(jobStream.map(([, f]) => historyEntryField(f, 'e'))).toEqual(expected);
     expect(globalStream.map(([, f]) => historyEntryField(f, 'e'))).toEqual(expected);

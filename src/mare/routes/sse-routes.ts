@@ -1,22 +1,11 @@
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import {
-  AppError,
-  closingComment,
-  ErrorBody,
-  formatSseEvent,
-  isTerminalEvent,
-  jobSnapshot,
-  parseGlobalEventId,
-  resyncFrame,
-  retryFrame,
-  TERMINAL_STATUSES,
-  UuidParam,
-} from '../../contract/index.js';
+import { AppError, ErrorBody, parseGlobalEventId, UuidParam } from '../../contract/index.js';
 import type { HttpApp } from '../../common/http.js';
-import type { StoredEvent } from '../event-history.js';
-import { GlobalStream, JobStream } from '../sse-hub.js';
+import { serveAllJobsStream } from '../all-jobs-stream.js';
+import { serveJobStream } from '../job-stream.js';
 import type { MareContext } from '../mare-context.js';
+import { SSE_HEADERS } from '../sse-stream.js';
 
 const LastEventIdQuery = z.object({
   last_event_id: z.string().max(200).optional(),
@@ -44,6 +33,11 @@ function parseSeq(id: string | undefined): number {
   return Number(id);
 }
 
+/** HEAD on a stream: the headers a GET would get, no body, no connection kept. */
+function headOnly(reply: FastifyReply): FastifyReply {
+  return reply.code(200).headers(SSE_HEADERS).send();
+}
+
 const SSE_RESPONSE = {
   200: z.string().describe('text/event-stream: `id: <seq>` and `data: <event JSON>` per event'),
   204: z.null().describe('The job had finished and the client already has its last event'),
@@ -52,10 +46,16 @@ const SSE_RESPONSE = {
   503: ErrorBody,
 };
 
-/** The two SSE endpoints: one job, and all jobs. */
+/** The two SSE endpoints, one job and all jobs: they parse, check capacity, and hand over. */
 export function registerSseRoutes(app: HttpApp, ctx: MareContext): void {
   const { hub, history, lookup, config, metrics } = ctx;
-  const streamOptions = config.sseStream;
+  const streams = {
+    hub,
+    history,
+    lookup,
+    retryMs: config.sseRetryMs,
+    streamOptions: config.sseStream,
+  };
 
   function ensureCapacity(): void {
     if (hub.size >= config.sseMaxConnections) {
@@ -81,50 +81,10 @@ export function registerSseRoutes(app: HttpApp, ctx: MareContext): void {
       },
     },
     async (request, reply) => {
-      const jobId = request.params.job_id;
       const afterSeq = parseSeq(lastEventIdOf(request, request.query));
+      if (request.method === 'HEAD') return headOnly(reply);
       ensureCapacity();
-
-      // Register before reading history, or an event published in between would be lost;
-      // the stream buffers live events until it opens and drops the ones history replayed.
-      const stream = new JobStream(reply.raw, jobId, afterSeq, streamOptions);
-      hub.addJobStream(stream);
-
-      let preamble = retryFrame(config.sseRetryMs);
-      let replay: StoredEvent[] = [];
-      let resyncedTo: number | undefined;
-      let finished: 'completed' | 'failed' | undefined;
-      try {
-        const { events, latest } = await history.readJob(jobId, afterSeq);
-        if (events[0] && events[0].event.seq === afterSeq + 1) {
-          replay = events;
-        } else if (latest && latest.event.seq === afterSeq) {
-          // The client has everything; a finished job tells it to stop reconnecting.
-          if (isTerminalEvent(latest.event)) {
-            stream.cancel();
-            return reply.code(204).send(null);
-          }
-        } else {
-          // Nothing to replay from: the job is unknown to history (404 unless triton-api
-          // knows it), or what the client missed was trimmed or expired. Resync with a snapshot.
-          const doc = await lookup.document(jobId);
-          resyncedTo = latest?.event.seq ?? 0;
-          preamble += formatSseEvent(resyncedTo, JSON.stringify(jobSnapshot(doc, resyncedTo)));
-          if (TERMINAL_STATUSES.has(doc.status)) finished = doc.status as 'completed' | 'failed';
-        }
-      } catch (err) {
-        stream.cancel();
-        throw err;
-      }
-
-      reply.hijack();
-      stream.open(preamble, replay, resyncedTo);
-      if (finished) stream.end(closingComment(finished));
-      request.log.debug(
-        { job_id: jobId, replayed: replay.length, after_seq: afterSeq },
-        'SSE job stream opened',
-      );
-      return reply;
+      return serveJobStream(streams, reply, request.params.job_id, afterSeq);
     },
   );
 
@@ -155,27 +115,13 @@ export function registerSseRoutes(app: HttpApp, ctx: MareContext): void {
           'Last-Event-ID must be the id of an event of this stream ({job_id}:{seq})',
         );
       }
+      if (request.method === 'HEAD') return headOnly(reply);
       ensureCapacity();
-
-      const stream = new GlobalStream(reply.raw, streamOptions);
-      hub.addGlobalStream(stream);
-      let preamble = retryFrame(config.sseRetryMs);
-      let replay: StoredEvent[] = [];
-      try {
-        if (anchor) {
-          const missed = await history.readGlobalAfter(anchor.jobId, anchor.seq);
-          if (missed) replay = missed;
-          else preamble += resyncFrame('history_unavailable');
-        } else {
-          replay = await history.readGlobalRecent(request.query.history);
-        }
-      } catch (err) {
-        stream.cancel();
-        throw err;
-      }
-      reply.hijack();
-      stream.open(preamble, replay);
-      return reply;
+      return serveAllJobsStream(
+        streams,
+        reply,
+        anchor ? { after: anchor } : { recent: request.query.history },
+      );
     },
   );
 }

@@ -1,50 +1,12 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { encodeEventDraft, type JobEventDraft, type Keyspace } from '../../contract/index.js';
 import type { Logger } from '../../common/logger.js';
 import type { Redis } from '../../common/redis.js';
 import type { TritonMetrics } from '../triton-metrics.js';
 
-/**
- * One publish, atomically: assign the job's next `seq`, append the event to the global and the
- * job's history streams, and PUBLISH it on `triton:jobs:all` and `triton:jobs:{job_id}`.
- * Pub/Sub alone forgets every event nobody was listening for; the streams let a late or
- * reconnecting subscriber catch up, and doing all of it in one script means a subscriber never
- * sees a live event that history does not have, nor the reverse.
- *
- * The JSON is built once by the caller without `seq`; the script appends `"seq":N` as text,
- * so nothing is decoded or re-encoded in Redis (cjson would turn `[]` into `{}`).
- *
- * KEYS[4] is a receipt for this call: if the connection drops after Redis ran the script but
- * before the reply arrived, the client sends the same call again, and the receipt makes that a
- * no-op instead of a second copy of the event.
- *
- * ARGV[7] is the highest seq this process already published for the job: should Redis have lost
- * the counter (a restart without persistence), seq still never goes backwards for a job in flight.
- *
- * The job's keys and the global stream are in different hash slots: on Redis Cluster this
- * script needs the global stream dropped or moved to a per-slot layout.
- */
-const PUBLISH_SCRIPT = `
-local done = redis.call('GET', KEYS[4])
-if done then
-  return {tonumber(done), ''}
-end
-local seq = redis.call('INCR', KEYS[1])
-local floor = tonumber(ARGV[7])
-if seq <= floor then
-  seq = floor + 1
-  redis.call('SET', KEYS[1], seq)
-end
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-local json = string.sub(ARGV[1], 1, -2) .. ',"seq":' .. seq .. '}'
-local gid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'e', json)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '0-' .. seq, 'e', json, 'g', gid)
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('PUBLISH', ARGV[2], json)
-redis.call('PUBLISH', ARGV[3], json)
-redis.call('SET', KEYS[4], seq, 'EX', ARGV[8])
-return {seq, gid}
-`;
+/** The atomic publish (its header says what it takes, does and answers), read once. */
+const PUBLISH_SCRIPT = readFileSync(new URL('./publish-job-event.lua', import.meta.url), 'utf8');
 
 type PublishCommand = (
   seqKey: string,

@@ -11,6 +11,7 @@ import {
   type TestSystem,
 } from '../../helpers/system.js';
 import { waitFor } from '../../helpers/wait.js';
+import type { EventData as Event } from '../../helpers/events.js';
 
 /**
  * Drill 6: the limits hold and shutdowns are graceful. Past SSE_MAX_CONNECTIONS,
@@ -19,8 +20,6 @@ import { waitFor } from '../../helpers/wait.js';
  * to come back before it exits, and a worker lets its running job finish, or, past
  * SHUTDOWN_TIMEOUT_MS, leaves it to another worker.
  */
-
-type Event = { event_type: string; seq: number; status: string; job_id: string };
 
 let system: TestSystem | undefined;
 const parts: PartProcess[] = [];

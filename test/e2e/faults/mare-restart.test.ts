@@ -12,6 +12,7 @@ import {
   type TestSystem,
 } from '../../helpers/system.js';
 import { waitFor } from '../../helpers/wait.js';
+import type { EventData as Event } from '../../helpers/events.js';
 
 /**
  * Drill 3: mare-api restarts while clients stream. They reconnect with Last-Event-ID and get
@@ -19,8 +20,6 @@ import { waitFor } from '../../helpers/wait.js';
  * follows the spec) and with the project's own SSE parser. When the history they ask for has
  * expired, they get an explicit resync instead of silence.
  */
-
-type Event = { event_type: string; seq: number; status: string; job_id: string };
 
 let system: TestSystem | undefined;
 let restarted: MareService | undefined;

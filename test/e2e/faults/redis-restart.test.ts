@@ -12,6 +12,7 @@ import {
   type TestSystem,
 } from '../../helpers/system.js';
 import { waitFor } from '../../helpers/wait.js';
+import type { EventData as Event } from '../../helpers/events.js';
 
 /**
  * Drill 1: Redis is killed (SIGKILL, as in a crash) and restarted on the same port and data
@@ -22,8 +23,6 @@ import { waitFor } from '../../helpers/wait.js';
 
 const JOBS = 50;
 const WATCHERS_PER_JOB = 4;
-
-type Event = { event_type: string; seq: number; status: string; job_id: string };
 
 let system: TestSystem | undefined;
 let redis: RedisServer | undefined;

@@ -8,14 +8,13 @@ import { EventPublisher } from '../../../src/triton/events/event-publisher.js';
 import { openSse, payloads } from '../../helpers/sse-client.js';
 import { startSystem, type TestSystem } from '../../helpers/system.js';
 import { waitFor } from '../../helpers/wait.js';
+import type { EventData as Event } from '../../helpers/events.js';
 
 /**
  * Drill 4: a client that stops reading must neither grow the gateway's memory without bound
  * nor slow the others. Its events wait in a bounded queue where a job's progress coalesces
  * (latest wins) and lifecycle events are kept; past the bound it is cut and can resume.
  */
-
-type Event = { event_type: string; seq: number; job_id: string; progress?: number };
 
 /** An SSE request on a raw socket that the test can stop reading, as a stalled client would. */
 class StalledClient {

@@ -14,6 +14,7 @@ import {
   type TestSystem,
 } from '../../helpers/system.js';
 import { waitFor } from '../../helpers/wait.js';
+import type { EventData as Event } from '../../helpers/events.js';
 
 /**
  * Drill 5: triton-api goes away. mare-api keeps answering what it can without it (finished
@@ -22,8 +23,6 @@ import { waitFor } from '../../helpers/wait.js';
  * connections and never answers (hung, not down) costs each request at most
  * TRITON_REQUEST_TIMEOUT_MS, then a 504.
  */
-
-type Event = { event_type: string; seq: number; status: string; job_id: string };
 
 const REQUEST_TIMEOUT_MS = 5000;
 /** What "at once" means for an unreachable upstream on this (shared, slow) machine. */

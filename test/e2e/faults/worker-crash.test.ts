@@ -8,14 +8,13 @@ import {
   type TestSystem,
 } from '../../helpers/system.js';
 import { waitFor } from '../../helpers/wait.js';
+import type { EventData as Event } from '../../helpers/events.js';
 
 /**
  * Drill 2: a worker process is killed with SIGKILL in the middle of a job. BullMQ notices the
  * job's lock expired; the job is retried by another worker, or, once it has stalled too often,
  * failed, and either way its watchers are told. A job that outlives its deadline is failed.
  */
-
-type Event = { event_type: string; seq: number; status: string; error_message?: string };
 
 let system: TestSystem | undefined;
 const workers: PartProcess[] = [];

@@ -1,0 +1,82 @@
+import type { FastifyReply } from 'fastify';
+import { globalEventId, resyncFrame, retryFrame, formatSseEvent } from '../contract/index.js';
+import type { EventHistory, StoredEvent } from './event-history.js';
+import type { LiveEvent } from './live-event.js';
+import type { SseHub } from './sse-hub.js';
+import { SseStream, type SseStreamOptions } from './sse-stream.js';
+
+/** What opening an all-jobs stream needs. */
+export interface AllJobsStreamContext {
+  hub: SseHub;
+  history: EventHistory;
+  /** Reconnection delay clients are told (`retry:`). */
+  retryMs: number;
+  streamOptions: SseStreamOptions;
+}
+
+/** Where an all-jobs stream starts. */
+export type AllJobsStart =
+  /** Right after this event (a reconnecting client's Last-Event-ID). */
+  | { after: { jobId: string; seq: number } }
+  /** With this many of the newest events (0: live only). */
+  | { recent: number };
+
+/** `GET /v1/triton/events`: every job, `id: {job_id}:{seq}`, never closes by itself. */
+export class AllJobsStream extends SseStream {
+  /** Per job, the last seq that history replayed: only live events racing the replay can repeat it. */
+  private replayed: Map<string, number> | undefined;
+
+  /**
+   * Opens with the `retry:` line, then `replay` (or, when what the client missed is no longer in
+   * history, a `resync` event telling it to reload), then the live events that arrived
+   * meanwhile and were not replayed.
+   */
+  open(replay: readonly StoredEvent[] | undefined, retryMs: number): void {
+    let text = retryFrame(retryMs);
+    const replayed = new Map<string, number>();
+    if (replay === undefined) text += resyncFrame('history_unavailable');
+    for (const { event, json } of replay ?? []) {
+      text += formatSseEvent(globalEventId(event.job_id, event.seq), json);
+      if (event.seq > (replayed.get(event.job_id) ?? 0)) replayed.set(event.job_id, event.seq);
+    }
+    this.replayed = replayed;
+    this.openWith(text);
+    // Live events from here on were published after the replay was read.
+    this.replayed = undefined;
+  }
+
+  protected accept(live: LiveEvent): boolean {
+    const replayed = this.replayed?.get(live.jobId);
+    return replayed === undefined || live.seq > replayed;
+  }
+
+  protected frameOf(live: LiveEvent): string {
+    return live.globalFrame;
+  }
+}
+
+/**
+ * Serves the all-jobs stream on `reply`: registers it before reading history (so nothing
+ * published meanwhile is lost), then opens it with what history has from `start`.
+ */
+export async function serveAllJobsStream(
+  ctx: AllJobsStreamContext,
+  reply: FastifyReply,
+  start: AllJobsStart,
+): Promise<FastifyReply> {
+  const stream = new AllJobsStream(reply.raw, ctx.hub.batch, ctx.streamOptions);
+  ctx.hub.addAllJobsStream(stream);
+  let replay: StoredEvent[] | undefined;
+  try {
+    replay =
+      'after' in start
+        ? await ctx.history.readGlobalAfter(start.after.jobId, start.after.seq)
+        : await ctx.history.readGlobalRecent(start.recent);
+  } catch (err) {
+    stream.cancel();
+    throw err;
+  }
+  reply.hijack();
+  stream.open(replay, ctx.retryMs);
+  return reply;
+}

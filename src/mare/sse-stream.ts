@@ -1,0 +1,261 @@
+import type { ServerResponse } from 'node:http';
+import { HEARTBEAT_FRAME } from '../contract/index.js';
+import type { LiveEvent } from './live-event.js';
+
+/** The response headers of every SSE stream. */
+export const SSE_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache, no-transform',
+  // nginx and similar proxies buffer responses unless told not to.
+  'x-accel-buffering': 'no',
+  // A page opened from a file or another origin watches jobs too.
+  'access-control-allow-origin': '*',
+} as const;
+
+/**
+ * Streams written to during this turn of the event loop, and the events that were. Redis often
+ * delivers several events in one read; gathering each connection's frames and sending them
+ * together at the end of the turn costs one system call per connection instead of one per event.
+ * One per hub.
+ */
+export class SseWriteBatch {
+  private streams: SseStream[] = [];
+  private events: LiveEvent[] = [];
+  private scheduled = false;
+
+  /**
+   * @param onFlushed - called after each turn's writes reached the sockets, with the live events
+   *   that were written in that turn (each once, whatever the number of connections)
+   */
+  constructor(private readonly onFlushed?: (events: readonly LiveEvent[]) => void) {}
+
+  /** Gathers `stream`'s writes until the end of this turn. */
+  enlist(stream: SseStream): void {
+    this.streams.push(stream);
+    this.schedule();
+  }
+
+  /** Notes that `live` was written to at least one connection in this turn. */
+  wrote(live: LiveEvent): void {
+    if (this.events[this.events.length - 1] !== live) this.events.push(live);
+    this.schedule();
+  }
+
+  /** Sends every gathered write now. */
+  flush(): void {
+    this.scheduled = false;
+    const streams = this.streams;
+    const events = this.events;
+    this.streams = [];
+    this.events = [];
+    for (const stream of streams) stream.uncork();
+    if (events.length > 0) this.onFlushed?.(events);
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    process.nextTick(() => this.flush());
+  }
+}
+
+/** How one SSE connection buffers for a client that does not keep up. */
+export interface SseStreamOptions {
+  /**
+   * Unsent bytes above which a connection counts as congested: its events wait (progress
+   * coalesced, latest wins) until the socket drains. @defaultValue 64 KiB
+   */
+  highWaterBytes?: number;
+  /** Events waiting on a congested connection beyond which it is cut (it can resume). @defaultValue 256 */
+  maxPendingEvents?: number;
+  /** Called when a connection is cut for not reading. */
+  onSlowConsumer?: () => void;
+}
+
+/**
+ * One SSE response. Until it opens it buffers live events, so that nothing published while
+ * history is being read is lost. Once open it writes events as they come, unless the client
+ * stops reading: then events wait in a bounded queue where consecutive events of one kind
+ * merge (a job's newer progress replaces its older progress; lifecycle events are never
+ * dropped), and past the bound the connection is cut; the client resumes from its
+ * Last-Event-ID.
+ */
+export abstract class SseStream {
+  /** True once the response ended or the client went away. */
+  closed = false;
+  /** True once the headers were written. */
+  opened = false;
+  /** Called once when the stream closes, however it closes. */
+  onClose: ((stream: SseStream) => void) | undefined;
+  /** Whether anything was written since the last heartbeat. */
+  private wroteSinceBeat = false;
+  /** Whether writes are being gathered until the end of this turn of the event loop. */
+  private corked = false;
+  /** Live events that arrived before the stream opened. */
+  private backlog: LiveEvent[] | null = [];
+  /** Events waiting for a congested socket to drain; null while it is not congested. */
+  private pending: LiveEvent[] | null = null;
+  /**
+   * Per job, the index in `pending` of its last waiting event, if that one may absorb a later
+   * event with the same coalescing key (made when first needed).
+   */
+  private mergeable: Map<string, number> | undefined;
+  private readonly highWaterBytes: number;
+  private readonly maxPendingEvents: number;
+  private readonly onSlowConsumer: (() => void) | undefined;
+
+  constructor(
+    protected readonly res: ServerResponse,
+    private readonly batch: SseWriteBatch,
+    { highWaterBytes = 64 * 1024, maxPendingEvents = 256, onSlowConsumer }: SseStreamOptions = {},
+  ) {
+    this.highWaterBytes = highWaterBytes;
+    this.maxPendingEvents = maxPendingEvents;
+    this.onSlowConsumer = onSlowConsumer;
+    res.once('close', () => this.markClosed());
+  }
+
+  /** Whether this stream wants a live event (not yet sent, not a duplicate). */
+  protected abstract accept(live: LiveEvent): boolean;
+  /** The frame this stream writes for a live event. */
+  protected abstract frameOf(live: LiveEvent): string;
+  /** Runs after a live event was written (a job stream ends after its terminal event). */
+  protected afterSend(_live: LiveEvent): void {}
+
+  /** Hands a live event to this connection. */
+  deliver(live: LiveEvent): void {
+    if (this.closed) return;
+    if (this.backlog) {
+      this.backlog.push(live);
+      return;
+    }
+    if (!this.accept(live)) return;
+    if (this.pending) this.queue(live);
+    else this.send(live);
+  }
+
+  /**
+   * Writes the heartbeat comment, unless the connection carried something since the last
+   * beat (proxies only need to see bytes) or is busy anyway.
+   */
+  heartbeat(): void {
+    if (this.wroteSinceBeat) {
+      this.wroteSinceBeat = false;
+      return;
+    }
+    if (this.opened && !this.pending) this.write(HEARTBEAT_FRAME);
+    this.wroteSinceBeat = false;
+  }
+
+  /** Writes the SSE headers and `first` (in one chunk), then what arrived meanwhile. */
+  protected openWith(first: string): void {
+    if (this.closed) return;
+    this.res.writeHead(200, SSE_HEADERS);
+    this.opened = true;
+    const backlog = this.backlog ?? [];
+    this.backlog = null;
+    this.write(first);
+    for (const live of backlog) this.deliver(live);
+  }
+
+  /** Writes raw text, gathered with the rest of this turn's writes. */
+  protected write(chunk: string): void {
+    if (this.closed || chunk.length === 0) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.res.cork();
+      this.batch.enlist(this);
+    }
+    this.res.write(chunk);
+    this.wroteSinceBeat = true;
+  }
+
+  /**
+   * Sends what this turn of the event loop wrote, in one system call, and notices when the
+   * client stops keeping up.
+   */
+  uncork(): void {
+    this.corked = false;
+    if (this.closed) return;
+    this.res.uncork();
+    // Congested only while the socket itself is backed up: 'drain' then says when it is not.
+    if (
+      !this.pending &&
+      this.res.writableNeedDrain &&
+      this.res.writableLength > this.highWaterBytes
+    ) {
+      this.pending = [];
+      this.res.once('drain', () => this.flush());
+    }
+  }
+
+  /** Ends the response after `last` (a closing comment, a `retry:` hint). */
+  end(last = ''): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.opened) this.res.end(last);
+    else this.res.destroy();
+    this.onClose?.(this);
+  }
+
+  /** Forgets a stream that never opened, leaving its response to the caller (an error reply). */
+  cancel(): void {
+    this.markClosed();
+  }
+
+  /** Events waiting for a congested socket (0 while it keeps up). */
+  get pendingCount(): number {
+    return this.pending?.length ?? 0;
+  }
+
+  private send(live: LiveEvent): void {
+    this.write(this.frameOf(live));
+    this.batch.wrote(live);
+    this.afterSend(live);
+  }
+
+  private queue(live: LiveEvent): void {
+    const pending = this.pending;
+    if (!pending) return;
+    const jobId = live.jobId;
+    const key = live.coalesceKey;
+    if (key !== undefined) {
+      this.mergeable ??= new Map();
+      const index = this.mergeable.get(jobId);
+      const waiting = index === undefined ? undefined : pending[index];
+      // Only the job's last waiting event may absorb it: merging into an earlier one would send
+      // this event's content ahead of the job's events in between.
+      if (index !== undefined && waiting?.coalesceKey === key) {
+        pending[index] = waiting.mergedWith(live);
+        return;
+      }
+      this.mergeable.set(jobId, pending.length);
+    } else {
+      this.mergeable?.delete(jobId);
+    }
+    pending.push(live);
+    if (pending.length > this.maxPendingEvents) {
+      this.onSlowConsumer?.();
+      this.res.destroy();
+      this.markClosed();
+    }
+  }
+
+  private flush(): void {
+    const queued = this.pending ?? [];
+    this.pending = null;
+    this.mergeable = undefined;
+    for (const live of queued) {
+      if (this.closed) return;
+      if (this.pending) this.queue(live);
+      else this.send(live);
+    }
+  }
+
+  private markClosed(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.pending = null;
+    this.onClose?.(this);
+  }
+}
