@@ -116,13 +116,16 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
   let worker: Worker<GenerationJobData, GenerationResult> | undefined;
   let sweeper: JobSweeper | undefined;
   if (options.worker) {
+    const generator =
+      options.generator ?? new BuiltInTemplateGenerator({ stepMs: triton.generationStepMs });
     const processor = createGenerationProcessor({
       store,
       publisher,
-      generator: options.generator ?? new BuiltInTemplateGenerator(),
+      generator,
       logger: log,
       metrics,
-      stepMs: triton.generationStepMs,
+      // The built-in generator now spends GENERATION_STEP_MS typing each template out itself.
+      stepMs: 0,
       timeoutMs: triton.jobTimeoutMs,
     });
     worker = new Worker<GenerationJobData, GenerationResult>(GENERATION_QUEUE, processor, {
@@ -155,7 +158,8 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
     });
     await Promise.all([worker.waitUntilReady(), sweeper.start()]);
     log.info(
-      `Worker running (concurrency ${triton.workerConcurrency}, ${triton.generationStepMs} ms per template)`,
+      `Worker running (concurrency ${triton.workerConcurrency}, generator ${generator.name}` +
+        (generator.name === 'builtin' ? `, ${triton.generationStepMs} ms per template)` : ')'),
     );
   }
 
