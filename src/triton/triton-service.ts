@@ -19,7 +19,8 @@ import {
 import { TritonMetrics } from './triton-metrics.js';
 import { createGenerationProcessor, type GenerationResult } from './worker/generation-processor.js';
 import { JobSweeper } from './worker/job-sweeper.js';
-import { BuiltInTemplateGenerator, type TemplateGenerator } from './worker/template-generator.js';
+import { createTemplateGenerator } from './worker/create-template-generator.js';
+import type { TemplateGenerator } from './worker/template-generator.js';
 
 export interface StartTritonOptions {
   common: CommonConfig;
@@ -31,7 +32,7 @@ export interface StartTritonOptions {
   worker: boolean;
   /** Use this PGlite instead of opening the configured database (tests). */
   pglite?: PGlite;
-  /** Replace the built-in generator. */
+  /** Use this generator instead of the configured one (GENERATOR). */
   generator?: TemplateGenerator;
   /** Port to listen on instead of the configured one (0: any free port). */
   port?: number;
@@ -117,7 +118,7 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
   let sweeper: JobSweeper | undefined;
   if (options.worker) {
     const generator =
-      options.generator ?? new BuiltInTemplateGenerator({ stepMs: triton.generationStepMs });
+      options.generator ?? createTemplateGenerator(triton, { logger: log, metrics });
     const processor = createGenerationProcessor({
       store,
       publisher,
