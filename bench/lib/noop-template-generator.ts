@@ -1,10 +1,17 @@
 import { TEMPLATE_KINDS, type TemplateKind } from '../../src/contract/index.js';
+import {
+  generateByWriting,
+  type GeneratedTemplate,
+} from '../../src/triton/worker/legacy-generate.js';
 import type {
-  GeneratedTemplate,
+  GenerationInput,
   TemplateGenerator,
+  WriteTemplateRequest,
+  WrittenTemplate,
 } from '../../src/triton/worker/template-generator.js';
 
-const TEMPLATE: GeneratedTemplate = { title: 'Benchmark template', body: 'No content.' };
+const TITLE = 'Benchmark template';
+const BODY = 'No content.';
 
 /**
  * A generator that does no work: the queue benchmark measures what the project costs per job
@@ -12,6 +19,7 @@ const TEMPLATE: GeneratedTemplate = { title: 'Benchmark template', body: 'No con
  */
 export class NoopTemplateGenerator implements TemplateGenerator {
   readonly kinds: readonly TemplateKind[];
+  readonly name = 'noop';
 
   /** @param templates - templates per job, at most the 7 real kinds. @defaultValue 7 */
   constructor(templates: number = TEMPLATE_KINDS.length) {
@@ -19,7 +27,20 @@ export class NoopTemplateGenerator implements TemplateGenerator {
     this.kinds = TEMPLATE_KINDS.slice(0, count);
   }
 
-  generate(): Promise<GeneratedTemplate> {
-    return Promise.resolve(TEMPLATE);
+  write(request: WriteTemplateRequest): Promise<WrittenTemplate> {
+    const { prefix } = request;
+    const rest = BODY.startsWith(prefix) ? BODY.slice(prefix.length) : BODY;
+    if (rest !== '') request.onText(rest);
+    return Promise.resolve({
+      title: TITLE,
+      usage: { prompt_tokens: 0, completion_tokens: 0 },
+      requests: 0,
+      model_ms: 0,
+    });
+  }
+
+  /** @deprecated The processor's former call; see legacy-generate.ts. */
+  generate(kind: TemplateKind, input: GenerationInput): Promise<GeneratedTemplate> {
+    return generateByWriting(this, kind, input);
   }
 }

@@ -20,7 +20,64 @@ const postgresUrl = z
     'must be a postgres:// or postgresql:// URL',
   );
 
+// --- Template generator (GENERATOR, OPENAI_*) --------------------------------------------------
+
+const GeneratorEnv = z.object({
+  /** Who writes templates: `builtin` (no network) or `openai` (any OpenAI-compatible server). */
+  GENERATOR: z.enum(['builtin', 'openai']).default('builtin'),
+  /** Base URL of the chat-completions API (OpenAI, Ollama, vLLM…). */
+  OPENAI_BASE_URL: z
+    .url()
+    .refine((u) => /^https?:$/.test(new URL(u).protocol), 'must be an http:// or https:// URL')
+    .default('https://api.openai.com/v1'),
+  /** Sent as a Bearer token; local servers need none. Never logged. */
+  OPENAI_API_KEY: z.string().optional(),
+  /** Required with GENERATOR=openai. */
+  OPENAI_MODEL: z.string().optional(),
+  /** Longest wait for the model's first byte, and between two pieces of its answer. */
+  OPENAI_TIMEOUT_MS: positiveInt(60_000),
+  OPENAI_TEMPERATURE: z.coerce.number().min(0).max(2).optional(),
+  /** Most tokens the model may write per template. */
+  OPENAI_MAX_TOKENS: z.coerce.number().int().positive().optional(),
+  /** Retries of a request answered 429 or 5xx, or cut off, per template. */
+  OPENAI_MAX_RETRIES: z.coerce.number().int().min(0).max(10).default(3),
+});
+
+/** Which generator writes templates, and how it reaches its language model. */
+export type GeneratorConfig =
+  | { type: 'builtin' }
+  | {
+      type: 'openai';
+      baseUrl: string;
+      apiKey: string | undefined;
+      model: string;
+      timeoutMs: number;
+      temperature: number | undefined;
+      maxTokens: number | undefined;
+      maxRetries: number;
+    };
+
+function generatorConfig(e: z.infer<typeof GeneratorEnv>): GeneratorConfig {
+  if (e.GENERATOR === 'builtin') return { type: 'builtin' };
+  if (e.OPENAI_MODEL === undefined) {
+    throw new ConfigError('Invalid configuration: OPENAI_MODEL: required when GENERATOR=openai');
+  }
+  return {
+    type: 'openai',
+    baseUrl: e.OPENAI_BASE_URL.replace(/\/+$/, ''),
+    apiKey: e.OPENAI_API_KEY,
+    model: e.OPENAI_MODEL,
+    timeoutMs: e.OPENAI_TIMEOUT_MS,
+    temperature: e.OPENAI_TEMPERATURE,
+    maxTokens: e.OPENAI_MAX_TOKENS,
+    maxRetries: e.OPENAI_MAX_RETRIES,
+  };
+}
+
+// ------------------------------------------------------------------------------------------------
+
 const EnvSchema = z.object({
+  ...GeneratorEnv.shape, // GENERATOR and OPENAI_*, above
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** `auto`: human-readable on a terminal, JSON otherwise. */
   LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
@@ -109,6 +166,7 @@ export interface CommonConfig {
 }
 
 export interface TritonConfig {
+  generator: GeneratorConfig;
   port: number;
   databaseUrl: string | undefined;
   pgliteDataDir: string;
@@ -188,6 +246,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     },
     triton: {
+      generator: generatorConfig(e),
       port: e.TRITON_API_PORT,
       databaseUrl: e.DATABASE_URL,
       pgliteDataDir:

@@ -2,13 +2,30 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { JobEventType } from '../contract/index.js';
 import { LATENCY_BUCKETS } from '../common/metrics.js';
 
-/** triton's Prometheus metrics: publishing (names from the seed), jobs and the queue. */
+/** How one request to a language model ended. */
+export type LlmRequestOutcome =
+  | 'ok'
+  | 'rate_limited'
+  | 'server_error'
+  | 'timeout'
+  | 'client_error'
+  | 'malformed'
+  | 'disconnected'
+  | 'aborted';
+
+/**
+ * triton's Prometheus metrics: publishing (names from the seed), jobs, the queue, and the
+ * language model's requests and tokens.
+ */
 export class TritonMetrics {
   readonly publishDuration: Histogram<'event_type'>;
   readonly eventsPublished: Counter<'event_type'>;
   readonly jobsFinished: Counter<'outcome'>;
   readonly jobDuration: Histogram<'outcome'>;
   readonly queueDepth: Gauge<'state'>;
+  readonly llmRequests: Counter<'outcome'>;
+  readonly llmRequestDuration: Histogram<'outcome'>;
+  readonly llmTokens: Counter<'kind'>;
 
   constructor(
     readonly registry: Registry,
@@ -53,6 +70,25 @@ export class TritonMetrics {
           }
         : undefined,
     });
+    this.llmRequests = new Counter({
+      name: 'triton_llm_requests_total',
+      help: 'Requests to the language model, retries included, by outcome',
+      labelNames: ['outcome'],
+      registers: [registry],
+    });
+    this.llmRequestDuration = new Histogram({
+      name: 'triton_llm_request_duration_seconds',
+      help: 'Time from sending a request to the language model to the end of its answer, by outcome',
+      labelNames: ['outcome'],
+      buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120],
+      registers: [registry],
+    });
+    this.llmTokens = new Counter({
+      name: 'triton_llm_tokens_total',
+      help: 'Tokens the language model reported, by kind (prompt, completion)',
+      labelNames: ['kind'],
+      registers: [registry],
+    });
   }
 
   observePublish(type: JobEventType, seconds: number): void {
@@ -63,5 +99,17 @@ export class TritonMetrics {
   observeJob(outcome: 'completed' | 'failed', seconds: number): void {
     this.jobsFinished.inc({ outcome });
     this.jobDuration.observe({ outcome }, seconds);
+  }
+
+  observeLlmRequest(outcome: LlmRequestOutcome, seconds: number): void {
+    this.llmRequests.inc({ outcome });
+    this.llmRequestDuration.observe({ outcome }, seconds);
+  }
+
+  countLlmTokens(usage: { prompt_tokens: number; completion_tokens: number }): void {
+    if (usage.prompt_tokens > 0) this.llmTokens.inc({ kind: 'prompt' }, usage.prompt_tokens);
+    if (usage.completion_tokens > 0) {
+      this.llmTokens.inc({ kind: 'completion' }, usage.completion_tokens);
+    }
   }
 }

@@ -19,7 +19,8 @@ import {
 import { TritonMetrics } from './triton-metrics.js';
 import { createGenerationProcessor, type GenerationResult } from './worker/generation-processor.js';
 import { JobSweeper } from './worker/job-sweeper.js';
-import { BuiltInTemplateGenerator, type TemplateGenerator } from './worker/template-generator.js';
+import { createTemplateGenerator } from './worker/create-template-generator.js';
+import type { TemplateGenerator } from './worker/template-generator.js';
 
 export interface StartTritonOptions {
   common: CommonConfig;
@@ -31,7 +32,7 @@ export interface StartTritonOptions {
   worker: boolean;
   /** Use this PGlite instead of opening the configured database (tests). */
   pglite?: PGlite;
-  /** Replace the built-in generator. */
+  /** Use this generator instead of the configured one (GENERATOR). */
   generator?: TemplateGenerator;
   /** Port to listen on instead of the configured one (0: any free port). */
   port?: number;
@@ -116,13 +117,16 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
   let worker: Worker<GenerationJobData, GenerationResult> | undefined;
   let sweeper: JobSweeper | undefined;
   if (options.worker) {
+    const generator =
+      options.generator ?? createTemplateGenerator(triton, { logger: log, metrics });
     const processor = createGenerationProcessor({
       store,
       publisher,
-      generator: options.generator ?? new BuiltInTemplateGenerator(),
+      generator,
       logger: log,
       metrics,
-      stepMs: triton.generationStepMs,
+      // The built-in generator now spends GENERATION_STEP_MS typing each template out itself.
+      stepMs: 0,
       timeoutMs: triton.jobTimeoutMs,
     });
     worker = new Worker<GenerationJobData, GenerationResult>(GENERATION_QUEUE, processor, {
@@ -155,7 +159,8 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
     });
     await Promise.all([worker.waitUntilReady(), sweeper.start()]);
     log.info(
-      `Worker running (concurrency ${triton.workerConcurrency}, ${triton.generationStepMs} ms per template)`,
+      `Worker running (concurrency ${triton.workerConcurrency}, generator ${generator.name}` +
+        (generator.name === 'builtin' ? `, ${triton.generationStepMs} ms per template)` : ')'),
     );
   }
 

@@ -164,6 +164,72 @@ describe('loadConfig', () => {
   });
 });
 
+describe('loadConfig: template generator', () => {
+  it('defaults to the built-in generator', () => {
+    expect(loadConfig({}).triton.generator).toEqual({ type: 'builtin' });
+    expect(loadConfig({ OPENAI_MODEL: 'ignored' }).triton.generator).toEqual({ type: 'builtin' });
+  });
+
+  it('reads GENERATOR=openai and its OPENAI_* variables, with defaults', () => {
+    expect(
+      loadConfig({ GENERATOR: 'openai', OPENAI_MODEL: 'gpt-4o-mini' }).triton.generator,
+    ).toEqual({
+      type: 'openai',
+      baseUrl: 'https://api.openai.com/v1',
+      apiKey: undefined,
+      model: 'gpt-4o-mini',
+      timeoutMs: 60_000,
+      temperature: undefined,
+      maxTokens: undefined,
+      maxRetries: 3,
+    });
+    const config = loadConfig({
+      GENERATOR: 'openai',
+      OPENAI_BASE_URL: 'http://localhost:11434/v1/',
+      OPENAI_API_KEY: 'ollama',
+      OPENAI_MODEL: 'llama3.1',
+      OPENAI_TIMEOUT_MS: '20000',
+      OPENAI_TEMPERATURE: '0.7',
+      OPENAI_MAX_TOKENS: '800',
+      OPENAI_MAX_RETRIES: '0',
+    });
+    expect(config.triton.generator).toEqual({
+      type: 'openai',
+      baseUrl: 'http://localhost:11434/v1',
+      apiKey: 'ollama',
+      model: 'llama3.1',
+      timeoutMs: 20_000,
+      temperature: 0.7,
+      maxTokens: 800,
+      maxRetries: 0,
+    });
+    expect(Object.isFrozen(config.triton.generator)).toBe(true);
+  });
+
+  it('stops with one line naming OPENAI_MODEL when GENERATOR=openai has none, key unshown', () => {
+    const err = configError({ GENERATOR: 'openai', OPENAI_API_KEY: 'sk-very-secret' });
+    expect(err.message).toBe('Invalid configuration: OPENAI_MODEL: required when GENERATOR=openai');
+  });
+
+  it.each([
+    ['GENERATOR', 'gpt'],
+    ['OPENAI_BASE_URL', 'localhost:11434'],
+    ['OPENAI_BASE_URL', 'ftp://models.internal/v1'],
+    ['OPENAI_TIMEOUT_MS', '0'],
+    ['OPENAI_TEMPERATURE', '3'],
+    ['OPENAI_TEMPERATURE', 'warm'],
+    ['OPENAI_MAX_TOKENS', '-1'],
+    ['OPENAI_MAX_TOKENS', '1.5'],
+    ['OPENAI_MAX_RETRIES', 'many'],
+    ['OPENAI_MAX_RETRIES', '11'],
+  ])('rejects %s=%s with a one-line ConfigError naming the variable', (name, value) => {
+    const err = configError({ GENERATOR: 'openai', OPENAI_MODEL: 'm', [name]: value });
+    expect(err.message).not.toMatch(/[\r\n]/);
+    expect(err.message).toContain(`${name}:`);
+    expect(err.message).toContain(JSON.stringify(value));
+  });
+});
+
 describe('.env.example', () => {
   it('lists exactly the variables loadConfig reads, each once', () => {
     const names = exampleEntries().map((e) => e.name);
@@ -204,5 +270,7 @@ describe('.env.example', () => {
     expect(section('DATABASE_URL')).toBe('triton');
     expect(section('MARE_API_PORT')).toBe('mare');
     expect(section('TRITON_REDIS_URL')).toBe('mare');
+    expect(section('GENERATOR')).toBe('triton');
+    expect(section('OPENAI_API_KEY')).toBe('triton');
   });
 });

@@ -1,4 +1,6 @@
 import { TEMPLATE_KINDS, type TemplateKind } from '../../contract/index.js';
+import { abortableSleep } from './abortable-sleep.js';
+import { generateByWriting, type GeneratedTemplate } from './legacy-generate.js';
 
 /** What a generator knows about the client it writes for. */
 export interface GenerationInput {
@@ -7,16 +9,50 @@ export interface GenerationInput {
   valueProposition: string;
 }
 
-export interface GeneratedTemplate {
-  title: string;
-  body: string;
+/** One template to write, and where its text goes as it is written. */
+export interface WriteTemplateRequest {
+  kind: TemplateKind;
+  /** Its place in the job, 0 to 6. */
+  position: number;
+  input: GenerationInput;
+  /**
+   * Text of this template already written and published by an earlier, interrupted try; the
+   * generator continues after it ('' normally).
+   */
+  prefix: string;
+  /**
+   * Aborted on cancellation, deadline or shutdown: stop at once; an in-flight HTTP request to
+   * the model must be aborted (the server sees the connection close).
+   */
+  signal: AbortSignal;
+  /**
+   * Text appended to the template's body, in order. The stored body will be exactly prefix +
+   * every delta joined. Never called after write() settles.
+   */
+  onText(delta: string): void;
 }
 
-/** Writes one template of a kind. An LLM-backed generator implements the same interface. */
+/** What is known about a template once its text has been written. */
+export interface WrittenTemplate {
+  title: string;
+  usage: { prompt_tokens: number; completion_tokens: number };
+  /** Requests made to the model for this template, retries included (0 for the built-in). */
+  requests: number;
+  /** Time spent waiting on the model, ms. */
+  model_ms: number;
+}
+
+/**
+ * Writes templates, streaming each one's text as it is written. When `signal` aborts, write()
+ * rejects with the signal's reason promptly. (generation-processor.ts still calls the former
+ * `generate()`, which legacy-generate.ts adds to this interface until the processor calls write().)
+ */
 export interface TemplateGenerator {
   /** The kinds a job produces, in order; their count is the job's `templates_total`. */
   readonly kinds: readonly TemplateKind[];
-  generate(kind: TemplateKind, input: GenerationInput): Promise<GeneratedTemplate>;
+  /** For logs and status: 'builtin' or 'openai:<model>'. */
+  readonly name: string;
+  write(request: WriteTemplateRequest): Promise<WrittenTemplate>;
 }
 
 /** The proposition as a clause: no trailing full stop, first letter kept as written. */
@@ -39,7 +75,7 @@ function headlineFigure(vp: string): string | undefined {
   return /(\$?\d[\d,.]*\s?(%|x|×|percent|hours?|days?|weeks?|k|m|million)?)/i.exec(vp)?.[1]?.trim();
 }
 
-const writers: Record<TemplateKind, (i: GenerationInput) => GeneratedTemplate> = {
+const writers: Record<TemplateKind, (i: GenerationInput) => { title: string; body: string }> = {
   outreach_email: ({ clientName, industry, valueProposition }) => ({
     title: `Outreach email: ${clientName} for ${industry} leaders`,
     body: [
@@ -156,14 +192,82 @@ const writers: Record<TemplateKind, (i: GenerationInput) => GeneratedTemplate> =
   }),
 };
 
+/** The title a template of this kind gets, whoever writes its text ("Outreach email: …"). */
+export function templateTitle(kind: TemplateKind, input: GenerationInput): string {
+  return writers[kind](input).title;
+}
+
+/** Shortest time between two pieces of a typed-out template. */
+const MIN_CHUNK_INTERVAL_MS = 10;
+
+export interface BuiltInTemplateGeneratorOptions {
+  /**
+   * Time each template takes to be typed out (GENERATION_STEP_MS): its words arrive in groups,
+   * at most one every 10 ms. 0 writes each template in one piece at once. @defaultValue 0
+   */
+  stepMs?: number;
+}
+
 /**
  * The built-in generator: seven ready-to-edit sales templates written from the client's name,
- * industry and active value proposition.
+ * industry and active value proposition, typed out word by word as a language model would.
+ *
+ * Given a `prefix` from an interrupted try, it writes what follows it. When its text does not
+ * start with the prefix (the value proposition changed in between), it writes the whole text
+ * after a blank line, so that the body (prefix + text) holds the complete current template
+ * rather than a spliced one.
  */
 export class BuiltInTemplateGenerator implements TemplateGenerator {
   readonly kinds = TEMPLATE_KINDS;
+  readonly name = 'builtin';
+  private readonly stepMs: number;
 
-  generate(kind: TemplateKind, input: GenerationInput): Promise<GeneratedTemplate> {
-    return Promise.resolve(writers[kind](input));
+  constructor({ stepMs = 0 }: BuiltInTemplateGeneratorOptions = {}) {
+    this.stepMs = stepMs;
   }
+
+  async write(request: WriteTemplateRequest): Promise<WrittenTemplate> {
+    const { kind, input, prefix, signal } = request;
+    signal.throwIfAborted();
+    const { title, body } = writers[kind](input);
+    const rest = body.startsWith(prefix) ? body.slice(prefix.length) : `\n\n${body}`;
+    const durationMs =
+      body.length > 0 ? (this.stepMs * Math.min(rest.length, body.length)) / body.length : 0;
+    const pieces = typeOut(rest, Math.floor(durationMs / MIN_CHUNK_INTERVAL_MS));
+    const started = performance.now();
+    for (const [i, piece] of pieces.entries()) {
+      // Each piece is due at its share of the duration, counted from the start so that
+      // timer lateness does not add up.
+      const due = started + (durationMs * (i + 1)) / pieces.length;
+      const wait = due - performance.now();
+      if (wait > 0) await abortableSleep(wait, signal);
+      signal.throwIfAborted();
+      request.onText(piece);
+    }
+    return { title, usage: { prompt_tokens: 0, completion_tokens: 0 }, requests: 0, model_ms: 0 };
+  }
+
+  /** @deprecated The processor's former call; see legacy-generate.ts. */
+  generate(kind: TemplateKind, input: GenerationInput): Promise<GeneratedTemplate> {
+    return generateByWriting(this, kind, input);
+  }
+}
+
+/**
+ * Splits a text into at most `maxPieces` pieces of whole words (each with the blank space before
+ * it), as even as the words allow; joined, they are the text. At least one piece unless empty.
+ */
+export function typeOut(text: string, maxPieces: number): string[] {
+  if (text === '') return [];
+  const words: string[] = text.match(/\s*\S+/g) ?? [];
+  const tail = text.slice(words.join('').length);
+  if (tail !== '') words.push(tail);
+  const count = Math.max(1, Math.min(words.length, maxPieces));
+  const pieces: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const from = Math.round((i * words.length) / count);
+    const to = Math.round(((i + 1) * words.length) / count);
+    pieces.push(words.slice(from, to).join(''));
+  }
+  return pieces;
 }
