@@ -1,10 +1,5 @@
 import { TEMPLATE_KINDS, type TemplateKind } from '../../src/contract/index.js';
-import {
-  generateByWriting,
-  type GeneratedTemplate,
-} from '../../src/triton/worker/legacy-generate.js';
 import type {
-  GenerationInput,
   TemplateGenerator,
   WriteTemplateRequest,
   WrittenTemplate,
@@ -37,10 +32,5 @@ export class NoopTemplateGenerator implements TemplateGenerator {
       requests: 0,
       model_ms: 0,
     });
-  }
-
-  /** @deprecated The processor's former call; see legacy-generate.ts. */
-  generate(kind: TemplateKind, input: GenerationInput): Promise<GeneratedTemplate> {
-    return generateByWriting(this, kind, input);
   }
 }

@@ -5,4 +5,5 @@ export * from './job-watch.js';
 export * from './mare-api-error.js';
 export * from './mare-client.js';
 export * from './status-document-from-events.js';
+export * from './template-texts.js';
 export type { WatchOptions, WatchStatus, WatchStatusDetail } from './watch.js';

@@ -10,6 +10,7 @@ import { JobFailedError } from './job-failed-error.js';
 import { MareApiError } from './mare-api-error.js';
 import { isEventStream, readEventStream } from './read-event-stream.js';
 import { applyJobEvent, type JobWatchEvent } from './status-document-from-events.js';
+import { TemplateTexts, type TemplateText } from './template-texts.js';
 import { asMareApiError, Watch, type WatchHttp, type WatchOptions } from './watch.js';
 
 /** How a job watch gets its events. */
@@ -27,8 +28,15 @@ export interface JobWatchOptions extends WatchOptions {
   onEvent?: (event: JobWatchEvent) => void;
   /** The job's progress (0–100) whenever it changes, with the event that changed it. */
   onProgress?: (progress: number, event: JobWatchEvent) => void;
+  /**
+   * A template's text changed: more of it was written (`job:delta`), it was stored, or a
+   * snapshot replaced it. `template.text` is the whole text so far.
+   */
+  onText?: (template: TemplateText, event: JobWatchEvent) => void;
   /** The job completed: its final status document. */
   onComplete?: (result: JobStatusDocument) => void;
+  /** The job was cancelled: its final status document (the templates it kept are listed). */
+  onCancel?: (result: JobStatusDocument) => void;
   /**
    * The job failed (a {@link JobFailedError} with its final document), or the watch cannot go
    * on (a {@link MareApiError}: unknown job, malformed id, a gateway that is not mare-api).
@@ -78,13 +86,15 @@ const STABLE_CONNECTION_MS = 15_000;
  * - Resumes after the last `seq` it has and drops any event it already has, so each `seq`
  *   arrives exactly once whatever the connection does.
  * - A `job:snapshot` (history the server could no longer replay) replaces the job's state.
- * - Ends after `job:completed` / `job:failed`, or when the server answers 204 (nothing left).
+ * - Keeps each template's text as it is written (`job:delta`), in {@link JobWatch.templates}.
+ * - Ends after `job:completed`, `job:failed` or `job:cancelled`, or when the server answers 204
+ *   (nothing left).
  * - Waits between attempts as the server's `retry:` says, backing off while attempts fail.
  * - When SSE is unavailable (a non-SSE answer, or repeated failures) it polls
  *   `GET /v1/triton/jobs/{id}` (cache-first) instead and yields changes as snapshots.
  *
- * {@link Watch.done} resolves with the final status document, whether the job completed or
- * failed; a failed job is also reported to `onError` as a {@link JobFailedError}. A watch that
+ * {@link Watch.done} resolves with the final status document, whether the job completed,
+ * failed or was cancelled; a failed job is also reported to `onError` as a {@link JobFailedError}. A watch that
  * cannot go on (unknown job, malformed id) rejects `done`, throws from the iterator and calls
  * `onError` with a {@link MareApiError}.
  */
@@ -92,7 +102,7 @@ export class JobWatch extends Watch<JobWatchEvent, JobStatusDocument> {
   private lastSeq: number;
   private doc: JobStatusDocument | undefined;
   private lastProgress: number | null | undefined;
-  /** The server's `retry:` once it has sent one. */
+  private readonly texts = new TemplateTexts();
   private readonly transport: JobWatchTransport;
   private readonly pollIntervalMs: number;
   private readonly sseFailuresBeforePolling: number;
@@ -124,6 +134,11 @@ export class JobWatch extends Watch<JobWatchEvent, JobStatusDocument> {
   /** The job's status document as the events so far describe it (undefined before the first). */
   get current(): JobStatusDocument | undefined {
     return this.doc;
+  }
+
+  /** The templates' text so far, in order: each grows as it is written, then is stored. */
+  get templates(): TemplateText[] {
+    return this.texts.list;
   }
 
   /** Highest `seq` received: what a later watch would pass as `lastEventId`. */
@@ -277,8 +292,13 @@ export class JobWatch extends Watch<JobWatchEvent, JobStatusDocument> {
   /** Applies, queues and reports one event. */
   private deliver(event: JobWatchEvent): void {
     this.doc = applyJobEvent(this.doc, event);
+    const changedTexts = this.texts.apply(event);
     this.emit(event);
     this.callback(this.opts.onEvent, event);
+    for (const index of changedTexts) {
+      const template = this.texts.get(index);
+      if (template) this.callback(this.opts.onText, template, event);
+    }
     const progress = this.doc.progress;
     if (progress !== null && progress !== this.lastProgress) {
       this.callback(this.opts.onProgress, progress, event);
@@ -293,6 +313,7 @@ export class JobWatch extends Watch<JobWatchEvent, JobStatusDocument> {
   /** Reports the job's end and hands back its document as the watch's result. */
   private settleJob(doc: JobStatusDocument): JobStatusDocument {
     if (doc.status === 'completed') this.callback(this.opts.onComplete, doc);
+    else if (doc.status === 'cancelled') this.callback(this.opts.onCancel, doc);
     else this.callback(this.opts.onError, new JobFailedError(doc));
     return doc;
   }

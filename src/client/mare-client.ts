@@ -102,6 +102,20 @@ export class MareClient {
     );
   }
 
+  /**
+   * Cancels a job: a queued one never starts, a running one stops within a second and keeps the
+   * templates it stored. Answers the job's status document; a finished job is a
+   * {@link MareApiError} with code `JOB_FINISHED` (409).
+   */
+  cancelJob(jobId: string, options: RequestOptions = {}): Promise<JobStatusDocument> {
+    return this.request(
+      'POST',
+      `/v1/triton/jobs/${encodeURIComponent(jobId)}/cancel`,
+      JobStatusDocument,
+      options,
+    );
+  }
+
   /** A job's templates, in order (those finished so far while it runs). */
   async getJobTemplates(jobId: string, options: RequestOptions = {}): Promise<Template[]> {
     const list = await this.request(

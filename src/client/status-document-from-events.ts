@@ -12,7 +12,14 @@ export type JobWatchEvent = JobEvent | JobSnapshot;
 
 /** The status document a snapshot carries, without its event framing. */
 export function statusDocumentOfSnapshot(snapshot: JobSnapshot): JobStatusDocument {
-  const { event_type: _type, timestamp: _at, seq: _seq, ...doc } = snapshot;
+  const {
+    event_type: _type,
+    timestamp: _at,
+    seq: _seq,
+    templates: _templates,
+    draft: _draft,
+    ...doc
+  } = snapshot;
   return doc;
 }
 
@@ -45,6 +52,7 @@ export function applyJobEvent(
     case 'job:queued':
       return { ...base, status: 'queued' };
     case 'job:started':
+    case 'job:delta':
       return { ...base, status: 'running' };
     case 'job:progress': {
       // triton-api lists a running job's finished templates, in order: do the same.

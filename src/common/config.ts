@@ -114,6 +114,8 @@ const EnvSchema = z.object({
   WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65_535).default(0),
   /** Time the built-in generator spends on each of a job's 7 templates. */
   GENERATION_STEP_MS: nonNegativeInt(285),
+  /** Longest a template's text waits in the worker before it is published as a `job:delta`. */
+  DELTA_INTERVAL_MS: positiveInt(100),
   /** Attempts per job for retryable failures (bad input is never retried). */
   JOB_ATTEMPTS: positiveInt(3),
   /** A running job that outlives this is failed with a clear message. */
@@ -174,6 +176,7 @@ export interface TritonConfig {
   workerConcurrency: number;
   workerMetricsPort: number;
   generationStepMs: number;
+  deltaIntervalMs: number;
   jobAttempts: number;
   jobTimeoutMs: number;
   jobLockMs: number;
@@ -257,6 +260,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       workerConcurrency: e.WORKER_CONCURRENCY,
       workerMetricsPort: e.WORKER_METRICS_PORT,
       generationStepMs: e.GENERATION_STEP_MS,
+      deltaIntervalMs: e.DELTA_INTERVAL_MS,
       jobAttempts: e.JOB_ATTEMPTS,
       jobTimeoutMs: e.JOB_TIMEOUT_MS,
       jobLockMs: e.JOB_LOCK_MS,

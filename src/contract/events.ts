@@ -1,29 +1,37 @@
 import { z } from 'zod';
 import { Uuid } from './ids.js';
+import { JobUsage, TemplateKind } from './resources.js';
 
 /**
- * The job-event contract. Field names and values are the seed's own (`job:started`,
- * `job:completed`, `job:failed`), plus `job:queued` and `job:progress`, plus `seq`: a
- * per-job counter (1, 2, 3…) set atomically by the publisher so that subscribers can resume
- * after a reconnect and drop duplicates.
+ * The job-event contract (docs/contract.md). `job:started`, `job:completed` and `job:failed`
+ * keep the field names and values of the original system; `job:queued`, `job:progress`,
+ * `job:delta` and `job:cancelled` are added, and every event has `seq`: a per-job counter
+ * (1, 2, 3…) set atomically by the publisher so that subscribers can resume after a reconnect
+ * and drop duplicates.
  */
 
 /** Every status a job can have. */
-export const JOB_STATUSES = ['queued', 'running', 'completed', 'failed'] as const;
+export const JOB_STATUSES = ['queued', 'running', 'completed', 'failed', 'cancelled'] as const;
 /** A job's status. */
 export const JobStatus = z.enum(JOB_STATUSES);
 export type JobStatus = z.infer<typeof JobStatus>;
 
 /** Statuses after which a job never changes again. */
-export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(['completed', 'failed']);
+export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set([
+  'completed',
+  'failed',
+  'cancelled',
+]);
 
 /** Every `event_type` a job event can have. */
 export const EVENT_TYPES = [
   'job:queued',
   'job:started',
   'job:progress',
+  'job:delta',
   'job:completed',
   'job:failed',
+  'job:cancelled',
 ] as const;
 /** An event's `event_type`. */
 export type JobEventType = (typeof EVENT_TYPES)[number];
@@ -76,6 +84,20 @@ export const JobProgressEvent = z.object({
   seq: Seq,
 });
 
+/**
+ * Text appended to the template being written (position `template_index`). A template's deltas,
+ * joined in seq order, are exactly its stored `body`.
+ */
+export const JobDeltaEvent = z.object({
+  event_type: z.literal('job:delta'),
+  ...base,
+  status: z.literal('running'),
+  template_index: z.number().int().nonnegative(),
+  template_kind: TemplateKind,
+  delta: z.string(),
+  seq: Seq,
+});
+
 /** `job:completed`: every template is stored; terminal. */
 export const JobCompletedEvent = z.object({
   event_type: z.literal('job:completed'),
@@ -85,10 +107,14 @@ export const JobCompletedEvent = z.object({
   template_count: Count,
   generation_duration_ms: Count,
   completed_at: Timestamp,
+  usage: JobUsage.optional(),
   seq: Seq,
 });
 
-/** `job:failed`: the job ended without its templates; terminal. */
+/**
+ * `job:failed`: the job ended before all its templates were written; terminal. The templates
+ * stored before the failure are kept (`template_ids`, `template_count`).
+ */
 export const JobFailedEvent = z.object({
   event_type: z.literal('job:failed'),
   ...base,
@@ -96,6 +122,22 @@ export const JobFailedEvent = z.object({
   error_message: z.string(),
   generation_duration_ms: Count,
   completed_at: Timestamp,
+  template_ids: z.array(z.string().min(1)).optional(),
+  template_count: Count.optional(),
+  usage: JobUsage.optional(),
+  seq: Seq,
+});
+
+/** `job:cancelled`: someone stopped the job; the templates stored before are kept; terminal. */
+export const JobCancelledEvent = z.object({
+  event_type: z.literal('job:cancelled'),
+  ...base,
+  status: z.literal('cancelled'),
+  generation_duration_ms: Count,
+  completed_at: Timestamp,
+  template_ids: z.array(z.string().min(1)),
+  template_count: Count,
+  usage: JobUsage.optional(),
   seq: Seq,
 });
 
@@ -104,18 +146,22 @@ export const JobEvent = z.discriminatedUnion('event_type', [
   JobQueuedEvent,
   JobStartedEvent,
   JobProgressEvent,
+  JobDeltaEvent,
   JobCompletedEvent,
   JobFailedEvent,
+  JobCancelledEvent,
 ]);
 
 export type JobQueuedEvent = z.infer<typeof JobQueuedEvent>;
 export type JobStartedEvent = z.infer<typeof JobStartedEvent>;
 export type JobProgressEvent = z.infer<typeof JobProgressEvent>;
+export type JobDeltaEvent = z.infer<typeof JobDeltaEvent>;
 export type JobCompletedEvent = z.infer<typeof JobCompletedEvent>;
 export type JobFailedEvent = z.infer<typeof JobFailedEvent>;
+export type JobCancelledEvent = z.infer<typeof JobCancelledEvent>;
 export type JobEvent = z.infer<typeof JobEvent>;
 /** An event after which the job never changes again. */
-export type TerminalJobEvent = JobCompletedEvent | JobFailedEvent;
+export type TerminalJobEvent = JobCompletedEvent | JobFailedEvent | JobCancelledEvent;
 
 type WithoutSeq<T> = T extends unknown ? Omit<T, 'seq'> : never;
 /** An event as a publisher builds it: `seq` is assigned when it is published. */
@@ -123,7 +169,11 @@ export type JobEventDraft = WithoutSeq<JobEvent>;
 
 /** Whether an event is a job's last: after it, the job never changes again. */
 export function isTerminalEvent(event: JobEvent): event is TerminalJobEvent {
-  return event.event_type === 'job:completed' || event.event_type === 'job:failed';
+  return (
+    event.event_type === 'job:completed' ||
+    event.event_type === 'job:failed' ||
+    event.event_type === 'job:cancelled'
+  );
 }
 
 /** A status after which a job never changes again. */
@@ -135,7 +185,7 @@ export function isTerminalStatus(status: JobStatus): status is TerminalStatus {
 }
 
 /**
- * Serialises a draft without `seq`, with the seed's field order. The publisher appends
+ * Serialises a draft without `seq`, in its fields' order. The publisher appends
  * `"seq":N` inside the atomic publish, so the JSON is built once and never re-encoded.
  */
 export function encodeEventDraft(draft: JobEventDraft): string {

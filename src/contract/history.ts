@@ -1,4 +1,5 @@
 import { isUuid } from './ids.js';
+import { SnapshotDraft } from './job-status.js';
 
 /**
  * How events are kept in Redis Streams for late and reconnecting subscribers.
@@ -76,4 +77,29 @@ export function streamIdAfter(a: string, b: string): boolean {
   const [bm = '0', bn = '0'] = b.split('-');
   const ms = BigInt(am) - BigInt(bm);
   return ms === 0n ? BigInt(an) > BigInt(bn) : ms > 0n;
+}
+
+/** What a job's draft hash (`Keyspace.jobDraftKey`) says, as of its last change. */
+export interface DraftState {
+  /** Templates stored so far: the position of the one being (or next to be) written. */
+  templatesDone: number;
+  /** The template being written and its text so far; null when no text is written yet. */
+  draft: SnapshotDraft | null;
+}
+
+/** Decodes a draft hash as Redis returns it (HGETALL); undefined when there is none. */
+export function decodeDraftHash(
+  fields: Record<string, string> | null | undefined,
+): DraftState | undefined {
+  const index = Number(fields?.i);
+  if (!fields || !Number.isSafeInteger(index) || index < 0) return undefined;
+  const parsed = SnapshotDraft.safeParse({
+    template_index: index,
+    template_kind: fields.k,
+    text: fields.t ?? '',
+  });
+  return {
+    templatesDone: index,
+    draft: parsed.success && parsed.data.text !== '' ? parsed.data : null,
+  };
 }

@@ -19,6 +19,16 @@ export interface Keyspace {
   jobSeqKey(jobId: string): string;
   /** Short-lived receipt of one publish call, so that a retried call publishes nothing twice. */
   publishReceiptKey(jobId: string, token: string): string;
+  /**
+   * The text so far of the template a job is writing (a hash: `i` its position, `k` its kind,
+   * `t` the text, `s` the seq of the event that last changed it), kept by the publish script:
+   * what a snapshot shows, and where a retried attempt continues.
+   */
+  jobDraftKey(jobId: string): string;
+  /** Set when someone asked to cancel a job: a worker that starts or runs it stops. */
+  jobCancelKey(jobId: string): string;
+  /** Pub/Sub channel telling every worker which job to cancel (the message is its id). */
+  readonly cancelChannel: string;
   /** Capped stream of every job's events, in publish order. */
   readonly globalHistoryKey: string;
   /** BullMQ's key prefix for the generation queue. */
@@ -36,6 +46,9 @@ export function createKeyspace(prefix = ''): Keyspace {
     jobSeqKey: (jobId: string) => `${prefix}triton:job:seq:${jobId}`,
     publishReceiptKey: (jobId: string, token: string) =>
       `${prefix}triton:job:receipt:${jobId}:${token}`,
+    jobDraftKey: (jobId: string) => `${prefix}triton:job:draft:${jobId}`,
+    jobCancelKey: (jobId: string) => `${prefix}triton:job:cancel:${jobId}`,
+    cancelChannel: `${prefix}triton:control:cancel`,
     globalHistoryKey: `${prefix}triton:events:stream`,
     queuePrefix: `${prefix}triton:queue`,
   });

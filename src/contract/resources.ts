@@ -46,6 +46,7 @@ export type ValueProposition = z.infer<typeof ValueProposition>;
 
 export const ValuePropositionList = z.object({ value_propositions: z.array(ValueProposition) });
 
+/** The kinds of template a job writes, in order. */
 export const TEMPLATE_KINDS = [
   'outreach_email',
   'linkedin_post',
@@ -55,9 +56,30 @@ export const TEMPLATE_KINDS = [
   'case_study_teaser',
   'ad_copy',
 ] as const;
+/** One template kind. */
 export const TemplateKind = z.enum(TEMPLATE_KINDS);
 export type TemplateKind = z.infer<typeof TemplateKind>;
 
+/** What a job's model calls cost so far: tokens, requests, and time spent waiting on the model. */
+const Count = z.number().int().nonnegative();
+
+export const JobUsage = z.object({
+  prompt_tokens: Count,
+  completion_tokens: Count,
+  requests: Count,
+  model_ms: Count,
+});
+export type JobUsage = z.infer<typeof JobUsage>;
+
+/** Usage of a job that made no model call. */
+export const NO_USAGE: JobUsage = Object.freeze({
+  prompt_tokens: 0,
+  completion_tokens: 0,
+  requests: 0,
+  model_ms: 0,
+});
+
+/** A stored template: its text, and what writing it cost. */
 export const Template = z.object({
   id: Uuid,
   job_id: Uuid,
@@ -66,6 +88,9 @@ export const Template = z.object({
   position: z.number().int().nonnegative(),
   title: z.string(),
   body: z.string(),
+  /** What wrote it: `builtin` or `openai:<model>`. */
+  generator: z.string().optional(),
+  usage: JobUsage.optional(),
   created_at: z.iso.datetime({ offset: true }),
 });
 export type Template = z.infer<typeof Template>;

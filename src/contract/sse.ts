@@ -1,5 +1,10 @@
 import type { TerminalStatus } from './events.js';
-import { jobSnapshot, type JobStatusDocument } from './job-status.js';
+import {
+  jobSnapshot,
+  type JobStatusDocument,
+  type SnapshotDraft,
+  type SnapshotTemplate,
+} from './job-status.js';
 
 /**
  * Server-Sent Events wire format (WHATWG HTML §9.2), as mare-api writes it and clients read it.
@@ -16,8 +21,12 @@ export function closingComment(status: TerminalStatus): string {
  * The frame of a `job:snapshot` as of `seq`: a job's whole state, sent when the events a
  * subscriber missed cannot be replayed.
  */
-export function snapshotFrame(doc: JobStatusDocument, seq: number): string {
-  return formatSseEvent(seq, JSON.stringify(jobSnapshot(doc, seq)));
+export function snapshotFrame(
+  doc: JobStatusDocument,
+  seq: number,
+  text?: { templates: SnapshotTemplate[]; draft: SnapshotDraft | null },
+): string {
+  return formatSseEvent(seq, JSON.stringify(jobSnapshot(doc, seq, text)));
 }
 
 /** The heartbeat comment that keeps idle connections open through proxies. */

@@ -1,7 +1,7 @@
 import { isTerminalEvent, streamIdAfter, type JobEvent } from '../contract/index.js';
 import type { Logger } from '../common/logger.js';
 import { MAX_REPLAY, type EventHistory } from './event-history.js';
-import type { JobLookup } from './job-lookup.js';
+import type { JobSnapshots } from './job-snapshots.js';
 import { LiveEvent } from './live-event.js';
 import type { MareMetrics } from './mare-metrics.js';
 import type { ResultsCache } from './results-cache.js';
@@ -12,7 +12,7 @@ export interface EventDispatcherOptions {
   hub: SseHub;
   cache: ResultsCache;
   history: EventHistory;
-  lookup: JobLookup;
+  snapshots: JobSnapshots;
   metrics: MareMetrics;
   logger: Logger;
   /** Jobs whose last dispatched seq is remembered, to drop repeats. @defaultValue 100000 */
@@ -100,7 +100,7 @@ export class EventDispatcher {
   }
 
   private async doReconcile(): Promise<void> {
-    const { hub, history, lookup, logger } = this.o;
+    const { hub, history, snapshots, logger } = this.o;
     let replayed = 0;
     try {
       for (let read = 0; read < MAX_RECONCILE_READS; read++) {
@@ -116,9 +116,9 @@ export class EventDispatcher {
       hub.watchedJobIds().map(async (jobId) => {
         const lastSeq = this.lastSeq.get(jobId) ?? 0;
         try {
-          const { events, latest } = await history.readJob(jobId, lastSeq);
+          const { events, latest, draft } = await history.readJob(jobId, lastSeq);
           for (const { event, json } of events) if (this.dispatch(event, json)) replayed++;
-          if (!latest) hub.resyncJob(jobId, await lookup.document(jobId), lastSeq);
+          if (!latest) hub.resyncJob(jobId, await snapshots.state(jobId, draft), lastSeq);
         } catch (err) {
           logger.warn({ job_id: jobId, err }, 'Could not reconcile a watched job');
         }

@@ -7,6 +7,8 @@ import {
   jobHistoryEntryId,
   type JobEvent,
   type Keyspace,
+  decodeDraftHash,
+  type DraftState,
   withStreamId,
 } from '../contract/index.js';
 import type { Redis } from '../common/redis.js';
@@ -23,6 +25,8 @@ export interface JobHistory {
   events: StoredEvent[];
   /** The job's newest event, or undefined when it has no history (never had, or expired). */
   latest: StoredEvent | undefined;
+  /** The job's draft as of `latest`: templates done, and the text of the one being written. */
+  draft: DraftState | undefined;
 }
 
 type StreamEntry = [id: string, fields: string[]];
@@ -72,7 +76,10 @@ export class EventHistory {
     this.keyspace = keyspace;
   }
 
-  /** A job's events after `afterSeq`, and its newest event, in one round trip. */
+  /**
+   * A job's events after `afterSeq`, its newest event and its draft, in one round trip and as
+   * of one moment (the reads run as one transaction).
+   */
   readJob(jobId: string, afterSeq: number): Promise<JobHistory> {
     const key = this.keyspace.jobHistoryKey(jobId);
     return this.read(async () => {
@@ -80,10 +87,16 @@ export class EventHistory {
         .multi()
         .xrange(key, jobHistoryEntryId(afterSeq + 1), '+', 'COUNT', MAX_REPLAY)
         .xrevrange(key, '+', '-', 'COUNT', 1)
+        .hgetall(this.keyspace.jobDraftKey(jobId))
         .exec();
       const after = results?.[0]?.[1] as StreamEntry[] | undefined;
       const last = results?.[1]?.[1] as StreamEntry[] | undefined;
-      return { events: decodeEntries(after), latest: decodeEntries(last)[0] };
+      const draft = results?.[2]?.[1] as Record<string, string> | undefined;
+      return {
+        events: decodeEntries(after),
+        latest: decodeEntries(last)[0],
+        draft: decodeDraftHash(draft),
+      };
     });
   }
 

@@ -8,10 +8,9 @@ import {
   retryFrame,
   snapshotFrame,
   type JobStatus,
-  type JobStatusDocument,
 } from '../contract/index.js';
 import type { EventHistory, StoredEvent } from './event-history.js';
-import type { JobLookup } from './job-lookup.js';
+import type { JobSnapshots, JobState } from './job-snapshots.js';
 import type { LiveEvent } from './live-event.js';
 import type { SseHub } from './sse-hub.js';
 import { SseStream, type SseStreamOptions, type SseWriteBatch } from './sse-stream.js';
@@ -20,7 +19,7 @@ import { SseStream, type SseStreamOptions, type SseWriteBatch } from './sse-stre
 export interface JobStreamContext {
   hub: SseHub;
   history: EventHistory;
-  lookup: JobLookup;
+  snapshots: JobSnapshots;
   /** Reconnection delay clients are told (`retry:`). */
   retryMs: number;
   streamOptions: SseStreamOptions;
@@ -33,7 +32,7 @@ type Opening =
   /** History has what the client missed: replay it. */
   | { kind: 'replay'; events: StoredEvent[] }
   /** It does not (expired, trimmed, or never there): the job's whole state as of `seq`. */
-  | { kind: 'snapshot'; doc: JobStatusDocument; seq: number };
+  | { kind: 'snapshot'; state: JobState; seq: number };
 
 /**
  * `GET /v1/triton/jobs/{id}/subscribe`: one job's events, `id: {seq}`; history first, then live,
@@ -60,16 +59,16 @@ export class JobStream extends SseStream {
    * Sends the job's whole state when its events cannot be replayed (after a lost subscription,
    * history had none of them); ends the stream if the job is finished.
    */
-  resync(doc: JobStatusDocument, seq: number): void {
+  resync({ doc, text }: JobState, seq: number): void {
     if (this.closed || !this.opened) return;
     this.lastSeq = Math.max(this.lastSeq, seq);
-    this.writeOrEnd(snapshotFrame(doc, seq), doc.status);
+    this.writeOrEnd(snapshotFrame(doc, seq, text), doc.status);
   }
 
   /** Decides, from history (and triton-api when history has nothing), how the stream starts. */
-  async plan(history: EventHistory, lookup: JobLookup): Promise<Opening> {
+  async plan(history: EventHistory, snapshots: JobSnapshots): Promise<Opening> {
     const afterSeq = this.lastSeq;
-    const { events, latest } = await history.readJob(this.jobId, afterSeq);
+    const { events, latest, draft } = await history.readJob(this.jobId, afterSeq);
     if (events[0]?.event.seq === afterSeq + 1) return { kind: 'replay', events };
     if (latest && latest.event.seq === afterSeq) {
       return isTerminalEvent(latest.event)
@@ -78,8 +77,8 @@ export class JobStream extends SseStream {
     }
     // Nothing to replay from: the job is unknown to history (404 unless triton-api knows it), or
     // what the client missed was trimmed or expired.
-    const doc = await lookup.document(this.jobId);
-    return { kind: 'snapshot', doc, seq: latest?.event.seq ?? 0 };
+    const state = await snapshots.state(this.jobId, draft);
+    return { kind: 'snapshot', state, seq: latest?.event.seq ?? 0 };
   }
 
   /**
@@ -92,8 +91,8 @@ export class JobStream extends SseStream {
     if (opening.kind === 'snapshot') {
       // The snapshot defines what the client has, whatever it claimed before.
       this.lastSeq = opening.seq;
-      text += snapshotFrame(opening.doc, opening.seq);
-      status = opening.doc.status;
+      text += snapshotFrame(opening.state.doc, opening.seq, opening.state.text);
+      status = opening.state.doc.status;
     } else {
       for (const { event, json } of opening.events) {
         if (event.seq <= this.lastSeq) continue;
@@ -150,7 +149,7 @@ export async function serveJobStream(
   ctx.hub.addJobStream(stream);
   let opening: Opening;
   try {
-    opening = await stream.plan(ctx.history, ctx.lookup);
+    opening = await stream.plan(ctx.history, ctx.snapshots);
   } catch (err) {
     stream.cancel();
     throw err;

@@ -14,8 +14,9 @@ export class LiveEvent {
   /** Whether the job ends with this event. */
   readonly terminal: boolean;
   /**
-   * Events with the same key may be merged while they wait for a congested connection (a job's
-   * progress: the latest wins); undefined for events that are always sent as they are.
+   * Consecutive events of a job with the same key may be merged while they wait for a congested
+   * connection (its progress: the latest wins; a template's deltas: their text joined);
+   * undefined for events that are always sent as they are.
    */
   readonly coalesceKey: string | undefined;
   private jobFrameText: string | undefined;
@@ -27,7 +28,12 @@ export class LiveEvent {
     readonly json: string,
   ) {
     this.terminal = isTerminalEvent(event);
-    this.coalesceKey = event.event_type === 'job:progress' ? `progress:${event.job_id}` : undefined;
+    this.coalesceKey =
+      event.event_type === 'job:progress'
+        ? `progress:${event.job_id}`
+        : event.event_type === 'job:delta'
+          ? `delta:${event.job_id}:${event.template_index}`
+          : undefined;
   }
 
   /** The job's id. */
@@ -45,6 +51,12 @@ export class LiveEvent {
    * connection that could not keep up is sent instead of both.
    */
   mergedWith(later: LiveEvent): LiveEvent {
+    const [a, b] = [this.event, later.event];
+    if (a.event_type === 'job:delta' && b.event_type === 'job:delta') {
+      // Deltas append text: the merged one carries both texts, joined, as of the later seq.
+      const merged = { ...b, delta: a.delta + b.delta };
+      return new LiveEvent(merged, JSON.stringify(merged));
+    }
     // Progress states the job's whole progress: the later one says everything the earlier did.
     return later;
   }

@@ -1,6 +1,7 @@
 import type { Logger } from '../common/logger.js';
 import type { EventHistory } from './event-history.js';
 import type { JobLookup } from './job-lookup.js';
+import type { JobSnapshots } from './job-snapshots.js';
 import type { MareMetrics } from './mare-metrics.js';
 import type { SseHub } from './sse-hub.js';
 import type { SseStreamOptions } from './sse-stream.js';
@@ -11,6 +12,7 @@ export interface MareContext {
   hub: SseHub;
   history: EventHistory;
   lookup: JobLookup;
+  snapshots: JobSnapshots;
   triton: TritonClient;
   metrics: MareMetrics;
   logger: Logger;

@@ -7,6 +7,7 @@ import { createCachedLookupFastPath } from './cached-lookup-fast-path.js';
 import { closeRedis, createRedis, redactUrl, waitForRedis } from '../common/redis.js';
 import { EventHistory } from './event-history.js';
 import { JobLookup } from './job-lookup.js';
+import { JobSnapshots } from './job-snapshots.js';
 import { buildMareApi } from './mare-api.js';
 import { MareMetrics } from './mare-metrics.js';
 import { ResultsCache } from './results-cache.js';
@@ -91,8 +92,16 @@ export async function startMare({
   });
   const lookup = new JobLookup({ cache, triton, logger: log, metrics });
   const history = new EventHistory({ redis: eventsRedis, keyspace });
+  const snapshots = new JobSnapshots({ lookup, triton, logger: log });
 
-  const dispatcher = new EventDispatcher({ hub, cache, history, lookup, metrics, logger: log });
+  const dispatcher = new EventDispatcher({
+    hub,
+    cache,
+    history,
+    snapshots,
+    metrics,
+    logger: log,
+  });
   const subscriber = new TritonEventSubscriber({
     redis: subscriberRedis,
     keyspace,
@@ -109,6 +118,7 @@ export async function startMare({
       hub,
       history,
       lookup,
+      snapshots,
       triton,
       metrics,
       logger: log,

@@ -1,5 +1,5 @@
-import type { JobStatusDocument } from '../contract/index.js';
 import type { AllJobsStream } from './all-jobs-stream.js';
+import type { JobState } from './job-snapshots.js';
 import type { JobStream } from './job-stream.js';
 import type { LiveEvent } from './live-event.js';
 import { SseWriteBatch, type SseStream } from './sse-stream.js';
@@ -85,9 +85,9 @@ export class SseHub {
   }
 
   /** Sends a job's watchers its whole state, when its events could not be replayed. */
-  resyncJob(jobId: string, doc: JobStatusDocument, seq: number): void {
+  resyncJob(jobId: string, state: JobState, seq: number): void {
     const watchers = this.byJob.get(jobId);
-    if (watchers) for (const stream of [...watchers]) stream.resync(doc, seq);
+    if (watchers) for (const stream of [...watchers]) stream.resync(state, seq);
   }
 
   /** Ends every connection after `last` (e.g. a `retry:` hint on shutdown). */

@@ -52,6 +52,11 @@ export class TritonClient {
     return this.request('GET', `/jobs/${jobId}`, JobStatusDocument);
   }
 
+  /** Cancels a job: 202 with its status document; `JOB_FINISHED` (409) once it ended. */
+  cancelJob(jobId: string): Promise<JobStatusDocument> {
+    return this.request('POST', `/jobs/${jobId}/cancel`, JobStatusDocument);
+  }
+
   listJobTemplates(jobId: string): Promise<TemplateList> {
     return this.request('GET', `/jobs/${jobId}/templates`, TemplateList);
   }

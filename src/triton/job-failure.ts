@@ -3,6 +3,7 @@ import type { TritonStore } from './db/triton-store.js';
 import type { EventPublisher } from './events/event-publisher.js';
 import type { TritonMetrics } from './triton-metrics.js';
 
+/** What ending a job as failed needs. */
 export interface FailJobDeps {
   store: TritonStore;
   publisher: EventPublisher;
@@ -11,9 +12,9 @@ export interface FailJobDeps {
 }
 
 /**
- * Ends a job as failed and tells its watchers (`job:failed`), exactly once however many
- * processes notice the failure: the conditional update in the store picks the one that
- * publishes. Returns whether this call did.
+ * Ends a job as failed and tells its watchers (`job:failed`, with the templates it stored
+ * before failing, which are kept), exactly once however many processes notice the failure:
+ * the conditional update in the store picks the one that publishes. Returns whether this call did.
  */
 export async function failJob(
   { store, publisher, logger, metrics }: FailJobDeps,
@@ -24,6 +25,8 @@ export async function failJob(
     ? Math.max(0, completedAt.getTime() - job.startedAt.getTime())
     : 0;
   if (!(await store.markJobFailed(job.jobId, job.message, completedAt, durationMs))) return false;
+  const doc = await store.jobStatusDocument(job.jobId);
+  const templateIds = doc?.template_ids ?? [];
   await publisher.publish({
     event_type: 'job:failed',
     timestamp: completedAt.toISOString(),
@@ -33,6 +36,9 @@ export async function failJob(
     error_message: job.message,
     generation_duration_ms: durationMs,
     completed_at: completedAt.toISOString(),
+    template_ids: templateIds,
+    template_count: templateIds.length,
+    ...(doc?.usage ? { usage: doc.usage } : {}),
   });
   metrics?.observeJob('failed', durationMs / 1000);
   logger.warn({ job_id: job.jobId, err: job.message }, `Job ${job.jobId} failed`);

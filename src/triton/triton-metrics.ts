@@ -96,7 +96,7 @@ export class TritonMetrics {
     this.eventsPublished.inc({ event_type: type });
   }
 
-  observeJob(outcome: 'completed' | 'failed', seconds: number): void {
+  observeJob(outcome: 'completed' | 'failed' | 'cancelled', seconds: number): void {
     this.jobsFinished.inc({ outcome });
     this.jobDuration.observe({ outcome }, seconds);
   }

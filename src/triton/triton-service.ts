@@ -17,7 +17,12 @@ import {
   type GenerationQueue,
 } from './generation-queue.js';
 import { TritonMetrics } from './triton-metrics.js';
-import { createGenerationProcessor, type GenerationResult } from './worker/generation-processor.js';
+import {
+  createGenerationProcessor,
+  WorkerShutdown,
+  type GenerationResult,
+} from './worker/generation-processor.js';
+import { CancellationWatcher } from './worker/cancellation-watcher.js';
 import { JobSweeper } from './worker/job-sweeper.js';
 import { createTemplateGenerator } from './worker/create-template-generator.js';
 import type { TemplateGenerator } from './worker/template-generator.js';
@@ -51,10 +56,15 @@ export interface TritonService {
 }
 
 /**
- * Lets running jobs finish, up to `timeoutMs`; then stops without them: their locks expire and
- * they go back to the queue for another worker.
+ * Lets running jobs finish, up to `timeoutMs`; then gives them back: `shutdown` aborts them, and
+ * each goes straight back to the queue (not counted as stalled) for another worker to continue.
  */
-async function closeWorker(worker: Worker, timeoutMs: number, log: Logger): Promise<void> {
+async function closeWorker(
+  worker: Worker,
+  shutdown: AbortController,
+  timeoutMs: number,
+  log: Logger,
+): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<'timeout'>((resolve) => {
     timer = setTimeout(() => resolve('timeout'), timeoutMs);
@@ -62,12 +72,17 @@ async function closeWorker(worker: Worker, timeoutMs: number, log: Logger): Prom
   const closing = worker.close();
   const outcome = await Promise.race([closing, timedOut]);
   clearTimeout(timer);
-  if (outcome === 'timeout') {
-    // Stop waiting rather than call close(true): BullMQ keeps the first close()'s promise, so
-    // close(true) would only return it and wait for the running jobs after all. Once this
-    // process has closed its connections their locks lapse, and another worker retries them.
+  if (outcome !== 'timeout') return;
+  log.warn(`Running jobs did not finish within ${timeoutMs} ms; they go back to the queue`);
+  shutdown.abort(new WorkerShutdown());
+  // Handing a job back takes a few round trips; a job stuck past that is left to its lock.
+  const handedBack = await Promise.race([
+    closing.then(() => true),
+    new Promise<false>((resolve) => setTimeout(() => resolve(false), 5000).unref()),
+  ]);
+  if (!handedBack) {
     closing.catch(() => undefined);
-    log.warn(`Running jobs did not finish within ${timeoutMs} ms; they go back to the queue`);
+    log.warn('Some running jobs could not be handed back; their locks will lapse');
   }
 }
 
@@ -116,17 +131,31 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
 
   let worker: Worker<GenerationJobData, GenerationResult> | undefined;
   let sweeper: JobSweeper | undefined;
+  let cancellations: CancellationWatcher | undefined;
+  const shutdown = new AbortController();
   if (options.worker) {
     const generator =
       options.generator ?? createTemplateGenerator(triton, { logger: log, metrics });
+    cancellations = new CancellationWatcher({
+      subscriber: createRedis(redisUrl, {
+        name: 'triton-cancellations',
+        logger: log,
+        maxRetriesPerRequest: null,
+      }),
+      redis,
+      keyspace,
+      logger: log,
+    });
+    await cancellations.start();
     const processor = createGenerationProcessor({
       store,
       publisher,
       generator,
+      cancellations,
+      shutdown: shutdown.signal,
+      deltaIntervalMs: triton.deltaIntervalMs,
       logger: log,
       metrics,
-      // The built-in generator now spends GENERATION_STEP_MS typing each template out itself.
-      stepMs: 0,
       timeoutMs: triton.jobTimeoutMs,
     });
     worker = new Worker<GenerationJobData, GenerationResult>(GENERATION_QUEUE, processor, {
@@ -171,6 +200,8 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
       store,
       queue,
       publisher,
+      redis,
+      keyspace,
       logger: log,
       registry,
       metrics,
@@ -208,7 +239,8 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
       closing ??= (async () => {
         await app?.close();
         await sweeper?.close();
-        if (worker) await closeWorker(worker, common.shutdownTimeoutMs, log);
+        if (worker) await closeWorker(worker, shutdown, common.shutdownTimeoutMs, log);
+        await cancellations?.close();
         await queue.close();
         await database.close();
         await closeRedis(redis);

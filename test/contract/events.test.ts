@@ -6,9 +6,11 @@ import {
   isTerminalEvent,
   isUuid,
   JobStatusDocument,
+  NO_USAGE,
   statusDocumentFromTerminalEvent,
   Uuid,
   UuidParam,
+  type JobCancelledEvent,
   type JobCompletedEvent,
   type JobEvent,
   type JobFailedEvent,
@@ -75,7 +77,32 @@ const failed = {
   seq: 4,
 } as const;
 
-const allEvents = [queued, started, progress, completed, failed];
+const delta = {
+  event_type: 'job:delta',
+  timestamp: '2024-12-01T10:00:31Z',
+  job_id: JOB_ID,
+  client_id: CLIENT_ID,
+  status: 'running',
+  template_index: 3,
+  template_kind: 'call_script',
+  delta: 'Hi, this is\nAlex ',
+  seq: 4,
+} as const;
+
+const cancelled = {
+  event_type: 'job:cancelled',
+  timestamp: '2024-12-01T10:01:00Z',
+  job_id: JOB_ID,
+  client_id: CLIENT_ID,
+  status: 'cancelled',
+  generation_duration_ms: 60000,
+  completed_at: '2024-12-01T10:01:00Z',
+  template_ids: ['t1', 't2', 't3'],
+  template_count: 3,
+  seq: 5,
+} as const;
+
+const allEvents = [queued, started, progress, delta, completed, failed, cancelled];
 
 function decodeError(json: string): EventDecodeError {
   try {
@@ -148,6 +175,11 @@ describe('decodeEvent', () => {
     ['template_count', { ...completed, template_count: 7.5 }],
     ['generation_duration_ms', { ...failed, generation_duration_ms: null }],
     ['error_message', { ...failed, error_message: { reason: 'x' } }],
+    ['template_index', { ...delta, template_index: -1 }],
+    ['template_kind', { ...delta, template_kind: 'sonnet' }],
+    ['delta', { ...delta, delta: 42 }],
+    ['status', { ...delta, status: 'completed' }],
+    ['template_ids', { ...cancelled, template_ids: 't1' }],
   ])('rejects a wrong type or value of %s, naming the field', (field, event) => {
     expect(decodeError(JSON.stringify(event)).message).toContain(`${field}:`);
   });
@@ -171,11 +203,11 @@ describe('decodeEvent', () => {
 });
 
 describe('isTerminalEvent', () => {
-  it('is true exactly for job:completed and job:failed', () => {
+  it('is true exactly for job:completed, job:failed and job:cancelled', () => {
     const terminal = allEvents
       .filter((e) => isTerminalEvent(e as JobEvent))
       .map((e) => e.event_type);
-    expect(terminal).toEqual(['job:completed', 'job:failed']);
+    expect(terminal).toEqual(['job:completed', 'job:failed', 'job:cancelled']);
   });
 });
 
@@ -194,6 +226,7 @@ describe('statusDocumentFromTerminalEvent', () => {
       generation_duration_ms: 210000,
       error_message: null,
       completed_at: '2024-12-01T10:03:30Z',
+      usage: NO_USAGE,
     });
     expect(JobStatusDocument.parse(doc)).toEqual(doc);
   });
@@ -212,6 +245,42 @@ describe('statusDocumentFromTerminalEvent', () => {
       generation_duration_ms: 135000,
       error_message: 'Template generation failed: ...',
       completed_at: '2024-12-01T10:02:15+00:00',
+      usage: NO_USAGE,
+    });
+    expect(JobStatusDocument.parse(doc)).toEqual(doc);
+  });
+
+  it('keeps the templates a failed job stored before it failed, with their usage', () => {
+    const usage = { prompt_tokens: 30, completion_tokens: 90, requests: 2, model_ms: 1500 };
+    const doc = statusDocumentFromTerminalEvent(
+      decodeEvent(
+        JSON.stringify({ ...failed, template_ids: ['t1', 't2'], template_count: 2, usage }),
+      ) as JobFailedEvent,
+    );
+    expect(doc).toMatchObject({
+      status: 'failed',
+      progress: null,
+      template_ids: ['t1', 't2'],
+      template_count: 2,
+      usage,
+    });
+  });
+
+  it('builds a cancelled document with the templates kept, no error and progress null', () => {
+    const doc = statusDocumentFromTerminalEvent(
+      decodeEvent(JSON.stringify(cancelled)) as JobCancelledEvent,
+    );
+    expect(doc).toEqual({
+      job_id: JOB_ID,
+      client_id: CLIENT_ID,
+      status: 'cancelled',
+      progress: null,
+      template_ids: ['t1', 't2', 't3'],
+      template_count: 3,
+      generation_duration_ms: 60000,
+      error_message: null,
+      completed_at: '2024-12-01T10:01:00Z',
+      usage: NO_USAGE,
     });
     expect(JobStatusDocument.parse(doc)).toEqual(doc);
   });

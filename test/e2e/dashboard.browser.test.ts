@@ -12,6 +12,7 @@ import { MareClient } from '../../src/client/index.js';
 import { createKeyspace } from '../../src/contract/index.js';
 import { startSystem, type TestSystem } from '../helpers/system.js';
 import { waitFor } from '../helpers/wait.js';
+import { seqRange } from '../helpers/events.js';
 
 /**
  * The dashboard (`GET /` on mare-api) in a real browser: Debian's Chromium driven by
@@ -412,7 +413,10 @@ eventSource.onerror = (error) => {
       expect(done.text()).toBe('✅ Job completed! Generated 7 templates');
       expect(await page.evaluate('eventSource.readyState')).toBe(2); // CLOSED
       expect(logs[0]).toBe('✅ SSE connection opened');
-      expect(logs.filter((l) => l.startsWith('📨 Event received:'))).toHaveLength(10);
+      // Every event once: queued, started, each template's deltas and progress, completed.
+      const received = logs.filter((l) => l.startsWith('📨 Event received:'));
+      expect(received.length).toBeGreaterThan(10);
+      expect(received.filter((l) => l.includes('job:progress'))).toHaveLength(7);
       expect(logs).toContain('⏳ Job is running...');
       expectNoProblems(page);
     } finally {
@@ -476,7 +480,8 @@ eventSource.onerror = (error) => {
       },
       { baseUrl: system.mareUrl, clientId: client.id },
     );
-    expect(outcome.seqs).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(outcome.seqs).toEqual(seqRange(1, outcome.seqs.at(-1) ?? 0));
+    expect(outcome.seqs.length).toBeGreaterThan(10);
     expect(outcome.statuses).toEqual(['open', 'closed']);
     expect(outcome.result).toEqual(await mare.getJob(outcome.job_id));
     expect(outcome.templates).toBe(7);

@@ -9,7 +9,14 @@ import {
   type TestSystem,
 } from '../helpers/system.js';
 import { waitFor } from '../helpers/wait.js';
-import type { EventData as Event } from '../helpers/events.js';
+import {
+  COMPLETED_LIFECYCLE,
+  expectWholeRun,
+  seqRange,
+  textsFromDeltas,
+  withoutDeltas,
+  type EventData as Event,
+} from '../helpers/events.js';
 
 /**
  * The seed's testing guide (Tests 1–7), step by step, against the real system: real Redis,
@@ -80,14 +87,12 @@ describe('the seed testing guide', () => {
   it('Test 1: a plain SUBSCRIBE to triton:jobs:all sees started, progress and completed with every seed field', async () => {
     const jobId = await submit();
     const completed = await waitForTerminal(jobId);
-    const events = eventsOf(jobId);
-    expect(events.map((e) => e.event_type)).toEqual([
-      'job:queued',
-      'job:started',
-      ...Array<string>(7).fill('job:progress'),
-      'job:completed',
-    ]);
-    expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    const all = eventsOf(jobId);
+    // Between them, job:delta events carry each template's text as it is written.
+    const events = withoutDeltas(all);
+    expect(events.map((e) => e.event_type)).toEqual(COMPLETED_LIFECYCLE);
+    expectWholeRun(all);
+    expect(all.length).toBeGreaterThan(events.length);
 
     const started = events[1]!;
     expect(Object.keys(started)).toEqual([
@@ -113,6 +118,7 @@ describe('the seed testing guide', () => {
       'template_count',
       'generation_duration_ms',
       'completed_at',
+      'usage',
       'seq',
       'stream_id',
     ]);
@@ -277,6 +283,10 @@ describe('the seed testing guide', () => {
       'error_message',
       'generation_duration_ms',
       'completed_at',
+      // The templates stored before the failure (none here) and what the model calls cost.
+      'template_ids',
+      'template_count',
+      'usage',
       'seq',
       'stream_id',
     ]);
@@ -324,45 +334,54 @@ describe('history and resume', () => {
     const sse = await openSse(`${system.mareUrl}/v1/triton/jobs/${jobId}/subscribe`);
     await sse.ended;
     expect(Date.now() - started).toBeLessThan(5000);
-    expect(payloads<Event>(sse).map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expectWholeRun(payloads<Event>(sse));
+    expect(withoutDeltas(payloads<Event>(sse)).map((e) => e.event_type)).toEqual(
+      COMPLETED_LIFECYCLE,
+    );
     expect(sse.comments.at(-1)).toBe('Connection closing - job completed');
   });
 
   it('a subscriber that joins mid-job gets seq 1, 2, 3… with no gap and no repeat', async () => {
     const jobId = await submit();
-    await waitFor('the job to be half done', () => eventsOf(jobId).some((e) => e.seq >= 5));
+    await waitFor('the job to be half done', () =>
+      eventsOf(jobId).some((e) => e.event_type === 'job:progress' && (e.progress ?? 0) >= 50),
+    );
     const sse = await openSse(`${system.mareUrl}/v1/triton/jobs/${jobId}/subscribe`);
     await sse.ended;
-    expect(payloads<Event>(sse).map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expectWholeRun(payloads<Event>(sse));
+    expect(withoutDeltas(payloads<Event>(sse)).map((e) => e.event_type)).toEqual(
+      COMPLETED_LIFECYCLE,
+    );
   });
 
   it('Last-Event-ID (header or query) resumes after that event', async () => {
     const jobId = await submit();
     await waitForTerminal(jobId);
+    const last = eventsOf(jobId).at(-1)?.seq ?? 0;
     const byHeader = await openSse(`${system.mareUrl}/v1/triton/jobs/${jobId}/subscribe`, {
       lastEventId: '4',
     });
     await byHeader.ended;
-    expect(payloads<Event>(byHeader).map((e) => e.seq)).toEqual([5, 6, 7, 8, 9, 10]);
+    expect(payloads<Event>(byHeader).map((e) => e.seq)).toEqual(seqRange(5, last));
     const byQuery = await openSse(
-      `${system.mareUrl}/v1/triton/jobs/${jobId}/subscribe?last_event_id=8`,
+      `${system.mareUrl}/v1/triton/jobs/${jobId}/subscribe?last_event_id=${last - 2}`,
     );
     await byQuery.ended;
-    expect(payloads<Event>(byQuery).map((e) => e.seq)).toEqual([9, 10]);
+    expect(payloads<Event>(byQuery).map((e) => e.seq)).toEqual([last - 1, last]);
   });
 
   it('a client that already has the terminal event is told to stop reconnecting (204)', async () => {
     const jobId = await submit();
-    await waitForTerminal(jobId);
+    const terminal = await waitForTerminal(jobId);
     const res = await fetch(`${system.mareUrl}/v1/triton/jobs/${jobId}/subscribe`, {
-      headers: { 'last-event-id': '10' },
+      headers: { 'last-event-id': String(terminal.seq) },
     });
     expect(res.status).toBe(204);
   });
 
   it('a Last-Event-ID beyond the job history resyncs with a snapshot instead of waiting forever', async () => {
     const jobId = await submit();
-    await waitForTerminal(jobId);
+    const terminal = await waitForTerminal(jobId);
     const sse = await openSse(`${system.mareUrl}/v1/triton/jobs/${jobId}/subscribe`, {
       lastEventId: '999',
     });
@@ -371,9 +390,14 @@ describe('history and resume', () => {
     expect(snapshot).toMatchObject({
       event_type: 'job:snapshot',
       status: 'completed',
-      seq: 10,
+      seq: terminal.seq,
       template_count: 7,
     });
+    // It carries the templates' text, each exactly what its deltas said.
+    const texts = textsFromDeltas(eventsOf(jobId));
+    const templates = snapshot?.templates as Array<{ template_index: number; body: string }>;
+    expect(templates.map((t) => t.template_index)).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    for (const t of templates) expect(t.body).toBe(texts.get(t.template_index));
     expect(sse.comments.at(-1)).toBe('Connection closing - job completed');
   });
 
@@ -390,7 +414,9 @@ describe('history and resume', () => {
     );
     all.close();
     const seen = payloads<Event>(all).filter((e) => e.job_id === first || e.job_id === second);
-    expect(seen).toHaveLength(20);
+    for (const id of [first, second]) {
+      expectWholeRun(seen.filter((e) => e.job_id === id));
+    }
     for (const e of all.events) expect(e.id).toMatch(/^[0-9a-f-]{36}:\d+$/);
 
     // Resume after the fifth event of the first job: everything published later, nothing before.

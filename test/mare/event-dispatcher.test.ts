@@ -14,6 +14,7 @@ import {
 import { EventDispatcher } from '../../src/mare/event-dispatcher.js';
 import { EventHistory } from '../../src/mare/event-history.js';
 import { JobLookup } from '../../src/mare/job-lookup.js';
+import { JobSnapshots } from '../../src/mare/job-snapshots.js';
 import type { LiveEvent } from '../../src/mare/live-event.js';
 import { MareMetrics } from '../../src/mare/mare-metrics.js';
 import { ResultsCache } from '../../src/mare/results-cache.js';
@@ -61,11 +62,12 @@ function setup() {
   // Nothing listens there: a lookup that reached triton-api would fail the test.
   const triton = new TritonClient({ baseUrl: 'http://127.0.0.1:1', timeoutMs: 200 });
   const lookup = new JobLookup({ cache, triton, logger, metrics });
+  const snapshots = new JobSnapshots({ lookup, triton, logger });
   const dispatcher = new EventDispatcher({
     hub: hub as unknown as SseHub,
     cache,
     history,
-    lookup,
+    snapshots,
     metrics,
     logger,
   });

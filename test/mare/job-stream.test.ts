@@ -98,14 +98,20 @@ describe('JobStream', () => {
   it("opens with a snapshot when history cannot be replayed, continues after the snapshot's seq, and ends if the job is finished", async () => {
     const job = randomUUID();
     const running = jobStream(job, 40);
-    running.stream.open({ kind: 'snapshot', doc: doc(job, 'running'), seq: 5 }, 1000);
+    running.stream.open(
+      { kind: 'snapshot', state: { doc: doc(job, 'running'), text: undefined }, seq: 5 },
+      1000,
+    );
     running.stream.deliver(live(jobEvents.progress(job, 6, 3)));
     await nextTurn();
     expect(ids(running.res.text)).toEqual(['5', '6']);
     expect(running.res.text).toContain('"event_type":"job:snapshot"');
 
     const finished = jobStream(job);
-    finished.stream.open({ kind: 'snapshot', doc: doc(job, 'completed'), seq: 9 }, 1000);
+    finished.stream.open(
+      { kind: 'snapshot', state: { doc: doc(job, 'completed'), text: undefined }, seq: 9 },
+      1000,
+    );
     await nextTurn();
     expect(finished.res.ended).toBe(true);
     expect(finished.res.text.endsWith(': Connection closing - job completed\n\n')).toBe(true);
@@ -115,7 +121,7 @@ describe('JobStream', () => {
     const job = randomUUID();
     const { res, stream } = jobStream(job);
     stream.open({ kind: 'replay', events: [stored(jobEvents.queued(job, 1))] }, 1000);
-    stream.resync(doc(job, 'completed'), 8);
+    stream.resync({ doc: doc(job, 'completed'), text: undefined }, 8);
     await nextTurn();
     expect(ids(res.text)).toEqual(['1', '8']);
     expect(res.ended).toBe(true);

@@ -89,15 +89,18 @@ describe('SseHub', () => {
     h.resyncJob(
       job,
       {
-        job_id: job,
-        client_id: randomUUID(),
-        status: 'failed',
-        progress: null,
-        template_ids: [],
-        template_count: 0,
-        generation_duration_ms: 3,
-        error_message: 'no',
-        completed_at: new Date().toISOString(),
+        text: undefined,
+        doc: {
+          job_id: job,
+          client_id: randomUUID(),
+          status: 'failed',
+          progress: null,
+          template_ids: [],
+          template_count: 0,
+          generation_duration_ms: 3,
+          error_message: 'no',
+          completed_at: new Date().toISOString(),
+        },
       },
       4,
     );

@@ -460,15 +460,6 @@ describe('OpenAiTemplateGenerator', () => {
     expect(text).toContain('triton_llm_requests_total{outcome="server_error"} 1');
     expect(text).toContain('triton_llm_request_duration_seconds_count{outcome="ok"} 1');
   });
-
-  it('keeps the former generate() working on top of write()', async () => {
-    server.answer(streamOf(`\`\`\`\n${EMAIL}\n\`\`\``));
-    const gen = generator();
-    await expect(gen.generate('outreach_email', INPUT)).resolves.toEqual({
-      title: 'Outreach email: Test Client - Message Broker for Healthcare leaders',
-      body: EMAIL,
-    });
-  });
 });
 
 describe('createTemplateGenerator', () => {

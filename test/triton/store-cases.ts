@@ -3,7 +3,12 @@ import { Writable } from 'node:stream';
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { createLogger, type Logger } from '../../src/common/logger.js';
-import { AppError, TEMPLATE_KINDS, type JobStatusDocument } from '../../src/contract/index.js';
+import {
+  AppError,
+  NO_USAGE,
+  TEMPLATE_KINDS,
+  type JobStatusDocument,
+} from '../../src/contract/index.js';
 import type { TritonDatabase } from '../../src/triton/db/database.js';
 import { migrationProvider } from '../../src/triton/db/migrations.js';
 import type { TritonStore } from '../../src/triton/db/triton-store.js';
@@ -51,6 +56,8 @@ async function saveTemplate(
       position,
       title: `Template ${position + 1}`,
       body: `Body of template ${position + 1}`,
+      generator: 'builtin',
+      usage: { prompt_tokens: 10, completion_tokens: 20, requests: 1, model_ms: 5 },
     },
     { done: position + 1, total: TOTAL },
   );
@@ -243,6 +250,7 @@ export function describeStoreCases(getStore: () => StoreUnderTest): void {
         generation_duration_ms: null,
         error_message: null,
         completed_at: null,
+        usage: NO_USAGE,
       } satisfies JobStatusDocument);
     });
 
@@ -299,6 +307,8 @@ export function describeStoreCases(getStore: () => StoreUnderTest): void {
         generation_duration_ms: 1234,
         error_message: null,
         completed_at: completedAt.toISOString(),
+        // What writing each template cost adds up on the job.
+        usage: { prompt_tokens: 70, completion_tokens: 140, requests: 7, model_ms: 35 },
       });
       const templates = await store.listJobTemplates(jobId);
       expect(templates.map((t) => t.id)).toEqual(ids);
@@ -324,34 +334,81 @@ export function describeStoreCases(getStore: () => StoreUnderTest): void {
       expect(doc?.template_ids).toEqual([0, 1, 2, 3, 4, 5, 6].map((p) => byPosition.get(p)));
     });
 
-    it("drops an earlier attempt's templates when the job is started again (a retry)", async () => {
+    it('continues after the templates an earlier attempt stored when the job is started again (a retry)', async () => {
       const { store } = getStore();
       const client = await newClient(store);
       const jobId = randomUUID();
       await store.createJob(jobId, client.id);
-      await store.markJobStarted(jobId, new Date(), TOTAL);
-      const firstAttempt = [
+      const firstStart = new Date(Date.now() - 5000);
+      await store.markJobStarted(jobId, firstStart, TOTAL);
+      const ids = [
         await saveTemplate(store, jobId, client.id, 0),
         await saveTemplate(store, jobId, client.id, 1),
         await saveTemplate(store, jobId, client.id, 2),
       ];
 
       const retried = await store.markJobStarted(jobId, new Date(), TOTAL);
-      expect(retried).toMatchObject({ status: 'running', attempts: 2, templates_done: 0 });
+      // Progress never goes backwards, and the job's start is its first attempt's.
+      expect(retried).toMatchObject({ status: 'running', attempts: 2, templates_done: 3 });
+      expect(retried?.started_at?.toISOString()).toBe(firstStart.toISOString());
       expect(await store.jobStatusDocument(jobId)).toMatchObject({
         status: 'running',
-        progress: 0,
-        template_ids: [],
-        template_count: 0,
+        progress: 42,
+        template_ids: ids,
+        template_count: 3,
       });
-      for (const id of firstAttempt) expect(await store.getTemplate(id)).toBeUndefined();
+      expect(await store.storedPositions(jobId)).toEqual([0, 1, 2]);
 
-      const secondAttempt: string[] = [];
-      for (let position = 0; position < TOTAL; position++) {
-        secondAttempt.push(await saveTemplate(store, jobId, client.id, position));
+      for (let position = 3; position < TOTAL; position++) {
+        ids.push(await saveTemplate(store, jobId, client.id, position));
       }
       await store.markJobCompleted(jobId, new Date(), 10);
-      expect((await store.jobStatusDocument(jobId))?.template_ids).toEqual(secondAttempt);
+      expect((await store.jobStatusDocument(jobId))?.template_ids).toEqual(ids);
+      for (const id of ids) expect(await store.getTemplate(id)).toBeDefined();
+    });
+
+    it('starts no attempt of a job someone asked to cancel, and cancels it only once', async () => {
+      const { store } = getStore();
+      const client = await newClient(store);
+      const jobId = randomUUID();
+      await store.createJob(jobId, client.id);
+      const asked = await store.requestCancel(jobId, new Date());
+      expect(asked?.cancel_requested_at).toBeInstanceOf(Date);
+      // The request is kept, and starting leaves the job as it was for the caller to cancel.
+      expect(await store.markJobStarted(jobId, new Date(), TOTAL)).toMatchObject({
+        status: 'queued',
+        attempts: 0,
+      });
+      const results = await Promise.all([
+        store.markJobCancelled(jobId, new Date(), 0),
+        store.markJobCancelled(jobId, new Date(), 0),
+      ]);
+      expect(results.filter(Boolean)).toHaveLength(1);
+      expect(await store.markJobFailed(jobId, 'late', new Date(), 1)).toBe(false);
+      expect(await store.jobStatusDocument(jobId)).toMatchObject({
+        status: 'cancelled',
+        progress: null,
+        error_message: null,
+      });
+      // A finished job's row comes back unchanged: the caller answers 409.
+      expect((await store.requestCancel(jobId, new Date()))?.status).toBe('cancelled');
+      expect(await store.requestCancel(randomUUID(), new Date())).toBeUndefined();
+    });
+
+    it('puts a running job back in the queue, keeping what it wrote, only while it runs', async () => {
+      const { store } = getStore();
+      const client = await newClient(store);
+      const jobId = randomUUID();
+      await store.createJob(jobId, client.id);
+      expect(await store.markJobRequeued(jobId)).toBe(false);
+      await store.markJobStarted(jobId, new Date(), TOTAL);
+      const id = await saveTemplate(store, jobId, client.id, 0);
+      expect(await store.markJobRequeued(jobId)).toBe(true);
+      expect(await store.jobStatusDocument(jobId)).toMatchObject({
+        status: 'queued',
+        template_ids: [id],
+        progress: 14,
+      });
     });
 
     it('ends a job only once: a second completion or failure changes nothing and says so', async () => {
@@ -417,26 +474,30 @@ export function describeStoreCases(getStore: () => StoreUnderTest): void {
         generation_duration_ms: 17,
         error_message: message,
         completed_at: failedAt.toISOString(),
+        usage: NO_USAGE,
       });
     });
 
-    it('answers a job that failed part-way with the same document its job:failed event gives', async () => {
+    it('keeps and counts the templates a job stored before it failed', async () => {
       const { store } = getStore();
       const client = await newClient(store);
       const jobId = randomUUID();
       await store.createJob(jobId, client.id);
       await store.markJobStarted(jobId, new Date(), TOTAL);
-      await saveTemplate(store, jobId, client.id, 0);
-      await saveTemplate(store, jobId, client.id, 1);
+      const ids = [
+        await saveTemplate(store, jobId, client.id, 0),
+        await saveTemplate(store, jobId, client.id, 1),
+      ];
       await store.markJobFailed(jobId, 'generator crashed', new Date(), 40);
-      // statusDocumentFromTerminalEvent (what mare caches) has no templates for a failed job;
-      // triton's own answer must match it, or a cache hit and a miss would disagree.
+      // The job:failed event carries the same ids (job-failure.ts), so what mare caches from it
+      // and triton's own answer agree, and the templates listed under the job are these.
       expect(await store.jobStatusDocument(jobId)).toMatchObject({
         status: 'failed',
         progress: null,
-        template_ids: [],
-        template_count: 0,
+        template_ids: ids,
+        template_count: 2,
       });
+      expect((await store.listJobTemplates(jobId)).map((t) => t.id)).toEqual(ids);
     });
   });
 }

@@ -13,6 +13,7 @@ import {
   ErrorBody,
   historyEntryField,
   JobStatusDocument,
+  NO_USAGE,
   type ErrorCode,
 } from '../../src/contract/index.js';
 import { startTriton, type TritonService } from '../../src/triton/triton-service.js';
@@ -206,6 +207,7 @@ describe("the seed's paths", () => {
       generation_duration_ms: null,
       error_message: null,
       completed_at: null,
+      usage: NO_USAGE,
     });
   });
 
@@ -250,6 +252,66 @@ describe("the seed's paths", () => {
     expect(res.status).toBe(200);
     expect(res.body).toEqual({ templates: [] });
     expect((await json('GET', `/clients/${clientId}/templates`)).body).toEqual({ templates: [] });
+  });
+});
+
+describe('cancellation', () => {
+  it('cancels a queued job with 202: it leaves the queue, ends as cancelled and tells watchers', async () => {
+    const clientId = await createClient();
+    const submitted = await call({
+      method: 'POST',
+      url: `/clients/${clientId}/generate-templates`,
+    });
+    const jobId = (submitted.body as { job_id: string }).job_id;
+    const listener = new Redis(redisServer.url);
+    const heard: string[] = [];
+    listener.on('message', (_channel: string, message: string) => heard.push(message));
+    await listener.subscribe(keys.cancelChannel);
+    try {
+      const res = await json('POST', `/jobs/${jobId}/cancel`);
+      expect(res.status).toBe(202);
+      expect(JobStatusDocument.parse(res.body)).toMatchObject({
+        job_id: jobId,
+        status: 'cancelled',
+        progress: null,
+        template_ids: [],
+        error_message: null,
+      });
+      expect(await service.queue.getJob(jobId)).toBeUndefined();
+      // Every worker, wherever it runs, hears of it and finds the key set.
+      expect(await redis.exists(keys.jobCancelKey(jobId))).toBe(1);
+      await expect.poll(() => heard).toEqual([jobId]);
+      const events = (await redis.xrange(keys.jobHistoryKey(jobId), '-', '+')).map(([, f]) =>
+        decodeEvent(historyEntryField(f, 'e') ?? ''),
+      );
+      expect(events.map((e) => [e.event_type, e.seq])).toEqual([
+        ['job:queued', 1],
+        ['job:cancelled', 2],
+      ]);
+      expect(events[1]).toMatchObject({ status: 'cancelled', template_count: 0 });
+    } finally {
+      listener.disconnect();
+    }
+  });
+
+  it('answers a second cancel, of a job that already ended, with 409 JOB_FINISHED', async () => {
+    const clientId = await createClient();
+    const submitted = await call({
+      method: 'POST',
+      url: `/clients/${clientId}/generate-templates`,
+    });
+    const jobId = (submitted.body as { job_id: string }).job_id;
+    expect((await json('POST', `/jobs/${jobId}/cancel`)).status).toBe(202);
+    const again = await json('POST', `/jobs/${jobId}/cancel`);
+    expectError(again, 409, 'JOB_FINISHED');
+    expect((again.body as { error: { message: string } }).error.message).toContain('cancelled');
+    // Still exactly one terminal event.
+    expect(await redis.xlen(keys.jobHistoryKey(jobId))).toBe(2);
+  });
+
+  it('answers a cancel of an unknown job with 404 and of a malformed id with 400', async () => {
+    expectError(await json('POST', `/jobs/${randomUUID()}/cancel`), 404, 'JOB_NOT_FOUND');
+    expectError(await json('POST', '/jobs/not-a-uuid/cancel'), 400, 'INVALID_ID');
   });
 });
 

@@ -69,6 +69,20 @@ export function registerJobRoutes(
     },
   );
 
+  app.post(
+    '/v1/triton/jobs/:job_id/cancel',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary:
+          'Cancel a job: a queued one never starts, a running one stops within a second; its watchers get job:cancelled',
+        params: JobParams,
+        response: { 202: JobStatusDocument, 409: ErrorBody, ...upstreamErrors },
+      },
+    },
+    async (request, reply) => reply.code(202).send(await triton.cancelJob(request.params.job_id)),
+  );
+
   app.get(
     '/v1/triton/jobs/:job_id/templates',
     {

@@ -48,11 +48,11 @@ const SSE_RESPONSE = {
 
 /** The two SSE endpoints, one job and all jobs: they parse, check capacity, and hand over. */
 export function registerSseRoutes(app: HttpApp, ctx: MareContext): void {
-  const { hub, history, lookup, config, metrics } = ctx;
+  const { hub, history, snapshots, config, metrics } = ctx;
   const streams = {
     hub,
     history,
-    lookup,
+    snapshots,
     retryMs: config.sseRetryMs,
     streamOptions: config.sseStream,
   };

@@ -6,6 +6,8 @@ import { createHttpApp, type HttpApp } from '../../common/http.js';
 import type { Logger } from '../../common/logger.js';
 import { registerMetricsRoute } from '../../common/metrics.js';
 import { registerSubmitRateLimit, type SubmitRateLimitOptions } from '../../common/rate-limit.js';
+import type { Keyspace } from '../../contract/index.js';
+import type { Redis } from '../../common/redis.js';
 import type { TritonMetrics } from '../triton-metrics.js';
 import type { TritonStore } from '../db/triton-store.js';
 import type { EventPublisher } from '../events/event-publisher.js';
@@ -19,6 +21,9 @@ export interface TritonApiDeps {
   store: TritonStore;
   queue: GenerationQueue;
   publisher: EventPublisher;
+  /** Connection for cancellation requests (a key and a channel). */
+  redis: Redis;
+  keyspace: Keyspace;
   logger: Logger;
   registry: Registry;
   /** Checks `/ready` runs, by the name it reports. */

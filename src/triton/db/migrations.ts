@@ -80,6 +80,24 @@ const migrations: Record<string, Migration> = {
       }
     },
   },
+  '0003_cancellation_and_usage': {
+    // Jobs can be cancelled; what each template (and so each job) cost in model calls is kept.
+    async up(db: Kysely<unknown>) {
+      await sql`alter table jobs drop constraint jobs_status_check`.execute(db);
+      await sql`alter table jobs add constraint jobs_status_check
+        check (status in ('queued', 'running', 'completed', 'failed', 'cancelled'))`.execute(db);
+      await db.schema.alterTable('jobs').addColumn('cancel_requested_at', 'timestamptz').execute();
+      for (const table of ['jobs', 'templates']) {
+        for (const column of ['prompt_tokens', 'completion_tokens', 'model_requests', 'model_ms']) {
+          await db.schema
+            .alterTable(table)
+            .addColumn(column, 'integer', (c) => c.notNull().defaultTo(0))
+            .execute();
+        }
+      }
+      await db.schema.alterTable('templates').addColumn('generator', 'text').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

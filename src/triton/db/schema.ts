@@ -39,6 +39,12 @@ export interface JobsTable {
   created_at: CreatedAt;
   started_at: Date | null;
   completed_at: Date | null;
+  /** When someone asked to cancel the job (it stops, and is never retried). */
+  cancel_requested_at: Date | null;
+  prompt_tokens: Generated<number>;
+  completion_tokens: Generated<number>;
+  model_requests: Generated<number>;
+  model_ms: Generated<number>;
 }
 
 export interface TemplatesTable {
@@ -49,6 +55,12 @@ export interface TemplatesTable {
   position: number;
   title: string;
   body: string;
+  /** What wrote it: `builtin` or `openai:<model>`. */
+  generator: string | null;
+  prompt_tokens: Generated<number>;
+  completion_tokens: Generated<number>;
+  model_requests: Generated<number>;
+  model_ms: Generated<number>;
   created_at: CreatedAt;
 }
 

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import {
   AppError,
+  type JobUsage,
   type Client,
   type CreateClientBody,
   type JobStatusDocument,
@@ -27,6 +28,22 @@ export function toValueProposition(row: ValuePropositionRow): ValueProposition {
   };
 }
 
+/** The usage columns of a job or template row. */
+function usageOf(row: {
+  prompt_tokens: number;
+  completion_tokens: number;
+  model_requests: number;
+  model_ms: number;
+}): JobUsage {
+  return {
+    prompt_tokens: row.prompt_tokens,
+    completion_tokens: row.completion_tokens,
+    requests: row.model_requests,
+    model_ms: row.model_ms,
+  };
+}
+
+/** A template row as the API answers it. */
 export function toTemplate(row: TemplateRow): Template {
   return {
     id: row.id,
@@ -36,30 +53,34 @@ export function toTemplate(row: TemplateRow): Template {
     position: row.position,
     title: row.title,
     body: row.body,
+    generator: row.generator ?? 'builtin',
+    usage: usageOf(row),
     created_at: iso(row.created_at),
   };
 }
 
 /**
- * A job row and its template ids (in order) as the status document. A failed job lists no
- * templates, as its `job:failed` event implies (statusDocumentFromTerminalEvent): otherwise a
- * gateway's cached answer and triton's answer for a job that failed part-way would disagree.
+ * A job row and its template ids (in order) as the status document. Every stored template
+ * counts, whatever the job's outcome: a failed or cancelled job keeps what it wrote, as its
+ * terminal event says, and a retried attempt continues after it.
  */
 export function toStatusDocument(row: JobRow, storedTemplateIds: string[]): JobStatusDocument {
-  const templateIds = row.status === 'failed' ? [] : storedTemplateIds;
+  const live = row.status === 'queued' || row.status === 'running';
   return {
     job_id: row.id,
     client_id: row.client_id,
     status: row.status,
-    progress: row.status === 'failed' ? null : row.status === 'completed' ? 100 : row.progress,
-    template_ids: templateIds,
-    template_count: templateIds.length,
+    progress: row.status === 'completed' ? 100 : live ? row.progress : null,
+    template_ids: storedTemplateIds,
+    template_count: storedTemplateIds.length,
     generation_duration_ms: row.generation_duration_ms,
     error_message: row.error_message,
     completed_at: row.completed_at ? iso(row.completed_at) : null,
+    usage: usageOf(row),
   };
 }
 
+/** A template about to be stored. */
 export interface NewTemplate {
   id: string;
   jobId: string;
@@ -68,6 +89,9 @@ export interface NewTemplate {
   position: number;
   title: string;
   body: string;
+  /** What wrote it: `builtin` or `openai:<model>`. */
+  generator: string;
+  usage: JobUsage;
 }
 
 /** Every read and write triton makes, over one Kysely instance (PGlite or Postgres). */
@@ -173,36 +197,36 @@ export class TritonStore {
   async jobStatusDocument(id: string): Promise<JobStatusDocument | undefined> {
     const row = await this.getJob(id);
     if (!row) return undefined;
-    const templates = await this.db
+    return toStatusDocument(row, await this.templateIds(id));
+  }
+
+  /** A job's stored template ids, in order. */
+  async templateIds(jobId: string): Promise<string[]> {
+    const rows = await this.db
       .selectFrom('templates')
       .select('id')
-      .where('job_id', '=', id)
+      .where('job_id', '=', jobId)
       .orderBy('position')
       .execute();
-    return toStatusDocument(
-      row,
-      templates.map((t) => t.id),
-    );
+    return rows.map((t) => t.id);
   }
 
   /**
-   * Starts an attempt: the job is running from scratch (templates of an earlier, interrupted
-   * attempt are dropped so that a retry never mixes two attempts' output). One statement, so
-   * one round trip, and atomic without a transaction.
+   * Starts an attempt, unless the job ended or someone asked to cancel it (then the row is
+   * returned unchanged, for the caller to finish it). An attempt continues the job: templates
+   * stored by earlier, interrupted attempts stay, and so do the job's progress and its first
+   * start time. One statement, so one round trip.
    */
   async markJobStarted(
     id: string,
     startedAt: Date,
     templatesTotal: number,
   ): Promise<JobRow | undefined> {
-    return this.db
-      .with('dropped', (db) => db.deleteFrom('templates').where('job_id', '=', id))
+    const started = await this.db
       .updateTable('jobs')
       .set((eb) => ({
         status: 'running',
-        started_at: startedAt,
-        progress: 0,
-        templates_done: 0,
+        started_at: eb.fn.coalesce('started_at', eb.val(startedAt)),
         templates_total: templatesTotal,
         error_message: null,
         completed_at: null,
@@ -210,15 +234,19 @@ export class TritonStore {
         attempts: eb('attempts', '+', 1),
       }))
       .where('id', '=', id)
+      .where('status', 'in', ['queued', 'running'])
+      .where('cancel_requested_at', 'is', null)
       .returningAll()
       .executeTakeFirst();
+    return started ?? (await this.getJob(id));
   }
 
-  /** Stores one template and the job's progress together, in one statement. */
+  /** Stores one template and the job's progress and usage together, in one statement. */
   async saveTemplate(
     template: NewTemplate,
     progress: { done: number; total: number },
   ): Promise<void> {
+    const { usage } = template;
     await this.db
       .with('saved', (db) =>
         db.insertInto('templates').values({
@@ -229,15 +257,80 @@ export class TritonStore {
           position: template.position,
           title: template.title,
           body: template.body,
+          generator: template.generator,
+          prompt_tokens: usage.prompt_tokens,
+          completion_tokens: usage.completion_tokens,
+          model_requests: usage.requests,
+          model_ms: usage.model_ms,
         }),
       )
       .updateTable('jobs')
-      .set({
+      .set((eb) => ({
         templates_done: progress.done,
         progress: Math.floor((progress.done * 100) / progress.total),
-      })
+        prompt_tokens: eb('prompt_tokens', '+', usage.prompt_tokens),
+        completion_tokens: eb('completion_tokens', '+', usage.completion_tokens),
+        model_requests: eb('model_requests', '+', usage.requests),
+        model_ms: eb('model_ms', '+', usage.model_ms),
+      }))
       .where('id', '=', template.jobId)
       .execute();
+  }
+
+  /** The positions of a job's stored templates, in order. */
+  async storedPositions(jobId: string): Promise<number[]> {
+    const rows = await this.db
+      .selectFrom('templates')
+      .select('position')
+      .where('job_id', '=', jobId)
+      .orderBy('position')
+      .execute();
+    return rows.map((r) => r.position);
+  }
+
+  /**
+   * Notes that someone asked to cancel the job, unless it already ended. Returns the row as it
+   * is afterwards (undefined: no such job).
+   */
+  async requestCancel(id: string, at: Date): Promise<JobRow | undefined> {
+    const row = await this.db
+      .updateTable('jobs')
+      .set((eb) => ({ cancel_requested_at: eb.fn.coalesce('cancel_requested_at', eb.val(at)) }))
+      .where('id', '=', id)
+      .where('status', 'in', ['queued', 'running'])
+      .returningAll()
+      .executeTakeFirst();
+    return row ?? (await this.getJob(id));
+  }
+
+  /**
+   * Puts a running job back in the queue's hands (its worker is shutting down): it is queued
+   * again, and keeps what it wrote. Returns whether it was running.
+   */
+  async markJobRequeued(id: string): Promise<boolean> {
+    const row = await this.db
+      .updateTable('jobs')
+      .set({ status: 'queued' })
+      .where('id', '=', id)
+      .where('status', '=', 'running')
+      .returning('id')
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /**
+   * Records a cancellation, unless the job already ended. Returns whether this call ended it:
+   * only then may its terminal event be published.
+   */
+  async markJobCancelled(id: string, completedAt: Date, durationMs: number): Promise<boolean> {
+    const row = await this.db
+      .updateTable('jobs')
+      .set({ status: 'cancelled', completed_at: completedAt, generation_duration_ms: durationMs })
+      .where('id', '=', id)
+      .where('status', 'in', ['queued', 'running'])
+      .returning('id')
+      .executeTakeFirst();
+    return row !== undefined;
   }
 
   /**

@@ -1,6 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { encodeEventDraft, type JobEventDraft, type Keyspace } from '../../contract/index.js';
+import {
+  decodeDraftHash,
+  encodeEventDraft,
+  type JobEventDraft,
+  type SnapshotDraft,
+  type Keyspace,
+} from '../../contract/index.js';
 import type { Logger } from '../../common/logger.js';
 import type { Redis } from '../../common/redis.js';
 import type { TritonMetrics } from '../triton-metrics.js';
@@ -13,6 +19,7 @@ type PublishCommand = (
   jobStreamKey: string,
   globalStreamKey: string,
   receiptKey: string,
+  draftKey: string,
   draftJson: string,
   allChannel: string,
   jobChannel: string,
@@ -21,7 +28,30 @@ type PublishCommand = (
   maxGlobal: number,
   floorSeq: number,
   receiptTtlSeconds: number,
+  draftOp: DraftOp,
+  draftIndex: number,
+  draftKind: string,
+  draftText: string,
 ) => Promise<[number, string]>;
+
+/** What an event does to its job's draft (see the script's header). */
+type DraftOp = 'a' | 'r' | 'd' | '';
+
+/** The draft operation of an event, with its position, kind and text. */
+function draftOperation(draft: JobEventDraft): [DraftOp, number, string, string] {
+  switch (draft.event_type) {
+    case 'job:delta':
+      return ['a', draft.template_index, draft.template_kind, draft.delta];
+    case 'job:progress':
+      return ['r', draft.templates_done, '', ''];
+    case 'job:completed':
+    case 'job:failed':
+    case 'job:cancelled':
+      return ['d', 0, '', ''];
+    default:
+      return ['', 0, '', ''];
+  }
+}
 
 /** How long a publish receipt lasts: longer than any reconnect-and-resend. */
 const RECEIPT_TTL_SECONDS = 600;
@@ -73,13 +103,22 @@ export class EventPublisher {
     this.maxPerJob = maxPerJob;
     this.maxGlobal = maxGlobal;
     if (!('tritonPublishJobEvent' in redis)) {
-      redis.defineCommand('tritonPublishJobEvent', { numberOfKeys: 4, lua: PUBLISH_SCRIPT });
+      redis.defineCommand('tritonPublishJobEvent', { numberOfKeys: 5, lua: PUBLISH_SCRIPT });
     }
     const command = (redis as unknown as { tritonPublishJobEvent: PublishCommand })
       .tritonPublishJobEvent;
     this.command = command.bind(redis);
     if (redis.status === 'ready') this.logger.info('Event publisher connected to Redis');
     else redis.once('ready', () => this.logger.info('Event publisher connected to Redis'));
+  }
+
+  /**
+   * The template a job was writing when its last event was published, and the text of it
+   * published so far (null when none: no delta since the last stored template).
+   */
+  async draft(jobId: string): Promise<SnapshotDraft | null> {
+    const fields = await this.redis.hgetall(this.keyspace.jobDraftKey(jobId));
+    return decodeDraftHash(fields)?.draft ?? null;
   }
 
   /** Publishes one event and returns it as subscribers receive it, `seq` included. */
@@ -92,6 +131,7 @@ export class EventPublisher {
       k.jobHistoryKey(jobId),
       k.globalHistoryKey,
       k.publishReceiptKey(jobId, randomUUID()),
+      k.jobDraftKey(jobId),
       encodeEventDraft(draft),
       k.allJobsChannel,
       k.jobChannel(jobId),
@@ -100,6 +140,7 @@ export class EventPublisher {
       this.maxGlobal,
       this.lastSeq.get(jobId) ?? 0,
       RECEIPT_TTL_SECONDS,
+      ...draftOperation(draft),
     );
     this.lastSeq.delete(jobId);
     this.lastSeq.set(jobId, seq);
@@ -110,8 +151,11 @@ export class EventPublisher {
     this.metrics?.observePublish(draft.event_type, (performance.now() - started) / 1000);
     const log = { job_id: jobId, event_type: draft.event_type, seq };
     const message = `Published event '${draft.event_type}' for job ${jobId}`;
-    if (draft.event_type === 'job:progress') this.logger.debug(log, message);
-    else this.logger.info(log, message);
+    if (draft.event_type === 'job:progress' || draft.event_type === 'job:delta') {
+      this.logger.debug(log, message);
+    } else {
+      this.logger.info(log, message);
+    }
     return { ...draft, seq };
   }
 }

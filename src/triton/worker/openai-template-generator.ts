@@ -13,7 +13,6 @@ import type { Logger } from '../../common/logger.js';
 import type { LlmRequestOutcome, TritonMetrics } from '../triton-metrics.js';
 import { abortableSleep } from './abortable-sleep.js';
 import { GenerationError } from './generation-error.js';
-import { generateByWriting, type GeneratedTemplate } from './legacy-generate.js';
 import { CONTINUE_PROMPT, SYSTEM_PROMPT, TEMPLATE_BRIEFS } from './template-briefs.js';
 import {
   templateTitle,
@@ -276,11 +275,6 @@ export class OpenAiTemplateGenerator implements TemplateGenerator {
         written = prefix;
       }
     }
-  }
-
-  /** @deprecated The processor's former call; see legacy-generate.ts. */
-  generate(kind: TemplateKind, input: GenerationInput): Promise<GeneratedTemplate> {
-    return generateByWriting(this, kind, input);
   }
 
   /** The conversation for one request: the brief, and the answer so far when continuing one. */

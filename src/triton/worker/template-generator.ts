@@ -1,6 +1,5 @@
 import { TEMPLATE_KINDS, type TemplateKind } from '../../contract/index.js';
 import { abortableSleep } from './abortable-sleep.js';
-import { generateByWriting, type GeneratedTemplate } from './legacy-generate.js';
 
 /** What a generator knows about the client it writes for. */
 export interface GenerationInput {
@@ -44,8 +43,7 @@ export interface WrittenTemplate {
 
 /**
  * Writes templates, streaming each one's text as it is written. When `signal` aborts, write()
- * rejects with the signal's reason promptly. (generation-processor.ts still calls the former
- * `generate()`, which legacy-generate.ts adds to this interface until the processor calls write().)
+ * rejects with the signal's reason promptly.
  */
 export interface TemplateGenerator {
   /** The kinds a job produces, in order; their count is the job's `templates_total`. */
@@ -245,11 +243,6 @@ export class BuiltInTemplateGenerator implements TemplateGenerator {
       request.onText(piece);
     }
     return { title, usage: { prompt_tokens: 0, completion_tokens: 0 }, requests: 0, model_ms: 0 };
-  }
-
-  /** @deprecated The processor's former call; see legacy-generate.ts. */
-  generate(kind: TemplateKind, input: GenerationInput): Promise<GeneratedTemplate> {
-    return generateByWriting(this, kind, input);
   }
 }
 

@@ -11,7 +11,7 @@ import {
   type TestSystem,
 } from '../../helpers/system.js';
 import { waitFor } from '../../helpers/wait.js';
-import type { EventData as Event } from '../../helpers/events.js';
+import { textsFromDeltas, type EventData as Event } from '../../helpers/events.js';
 
 /**
  * Drill 6: the limits hold and shutdowns are graceful. Past SSE_MAX_CONNECTIONS,
@@ -341,16 +341,21 @@ describe('graceful shutdown on SIGTERM', () => {
   });
 
   it(
-    'a worker whose job outlasts SHUTDOWN_TIMEOUT_MS exits promptly, and another worker completes the job',
+    'a job handed back by two workers that shut down mid-job goes back to the queue at once, is not counted as stalled, and continues where it stopped',
     { timeout: 90_000 },
     async () => {
       system = await startSystem({ worker: false });
       const sys = system;
-      // 7 × 1 s: far longer than the 200 ms the worker may wait for it.
-      const first = await startWorker(sys, {
-        GENERATION_STEP_MS: '1000',
-        SHUTDOWN_TIMEOUT_MS: '200',
-      });
+      // 7 × 1 s: far longer than the 200 ms a worker may wait for it. With JOB_MAX_STALLED=0 a
+      // single stall would fail the job: a graceful hand-back must not count as one.
+      const slowWorker = () =>
+        startWorker(sys, {
+          GENERATION_STEP_MS: '1000',
+          SHUTDOWN_TIMEOUT_MS: '200',
+          JOB_MAX_STALLED: '0',
+          // Long enough that only a hand-back, never a lapsed lock, can explain a quick restart.
+          JOB_LOCK_MS: '30000',
+        });
       const clientId = await createClientWithProposition(sys.tritonUrl);
       const { body } = await submit(
         sys.mareUrl,
@@ -359,34 +364,58 @@ describe('graceful shutdown on SIGTERM', () => {
       const jobId = body.job_id;
       const sse = await openSse(`${sys.mareUrl}/v1/triton/jobs/${jobId}/subscribe`);
       streams.push(sse);
-      await waitFor('the job to be under way', () =>
-        payloads<Event>(sse).some((e) => e.event_type === 'job:progress'),
-      );
+      const progressCount = () =>
+        payloads<Event>(sse).filter((e) => e.event_type === 'job:progress').length;
 
-      const signalledAt = performance.now();
-      expect(await first.stop('SIGTERM', 30_000)).toBe(0);
-      const exitMs = performance.now() - signalledAt;
-      expect(exitMs).toBeLessThan(5000);
-      expect(
-        logIndex(first, /did not finish within 200 ms; they go back to the queue/),
-      ).toBeGreaterThan(-1);
-      const meanwhile = await http<{ status: string }>('GET', `${sys.tritonUrl}/jobs/${jobId}`);
-      expect(meanwhile.body.status).toBe('running');
-      expect(sse.isEnded).toBe(false);
+      for (let round = 1; round <= 2; round++) {
+        const worker = await slowWorker();
+        const before = progressCount();
+        await waitFor(`round ${round}: a template stored and the next one being written`, () => {
+          const events = payloads<Event>(sse);
+          return progressCount() > before && events.at(-1)?.event_type === 'job:delta';
+        });
+        const signalledAt = performance.now();
+        expect(await worker.stop('SIGTERM', 30_000)).toBe(0);
+        expect(performance.now() - signalledAt).toBeLessThan(5000);
+        expect(
+          logIndex(worker, /did not finish within 200 ms; they go back to the queue/),
+        ).toBeGreaterThan(-1);
+        expect(logIndex(worker, /went back to the queue/)).toBeGreaterThan(-1);
+        // Queued again at once, for the database, for a lookup, and for watchers.
+        const meanwhile = await http<{ status: string }>('GET', `${sys.tritonUrl}/jobs/${jobId}`);
+        expect(meanwhile.body.status).toBe('queued');
+        await waitFor(
+          'job:queued again on the stream',
+          () => payloads<Event>(sse).at(-1)?.event_type === 'job:queued',
+        );
+        expect(sse.isEnded).toBe(false);
+      }
 
-      // Once its lock expires (JOB_LOCK_MS=1000) another worker takes the job from the start.
-      const second = await startWorker(sys, { GENERATION_STEP_MS: '50' });
+      const last = await startWorker(sys, { GENERATION_STEP_MS: '50', JOB_MAX_STALLED: '0' });
       await sse.ended;
       const events = payloads<Event>(sse);
-      expect(events.filter((e) => e.event_type === 'job:started')).toHaveLength(2);
+      expect(events.filter((e) => e.event_type === 'job:started')).toHaveLength(3);
+      expect(events.filter((e) => e.event_type === 'job:queued')).toHaveLength(3);
       expect(events.at(-1)).toMatchObject({ event_type: 'job:completed', status: 'completed' });
       expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
-      await second.waitForLog(/completed with 7 templates/);
-      const doc = await http<{ status: string; template_count: number }>(
+      // Progress never went backwards, and each template was stored once.
+      const progress = events.filter((e) => e.event_type === 'job:progress');
+      const dones = progress.map((e) => e.templates_done as number);
+      expect(dones).toEqual([...dones].sort((x, y) => x - y));
+      expect(new Set(progress.map((e) => e.template_id)).size).toBe(7);
+      await last.waitForLog(/completed with 7 templates/);
+      const doc = await http<{ status: string; template_count: number; template_ids: string[] }>(
         'GET',
         `${sys.mareUrl}/v1/triton/jobs/${jobId}`,
       );
       expect(doc.body).toMatchObject({ status: 'completed', template_count: 7 });
+      // The text written before each hand-back was continued, not written again.
+      const templates = await http<{ templates: Array<{ position: number; body: string }> }>(
+        'GET',
+        `${sys.tritonUrl}/jobs/${jobId}/templates`,
+      );
+      const texts = textsFromDeltas(events);
+      for (const t of templates.body.templates) expect(texts.get(t.position)).toBe(t.body);
     },
   );
 });

@@ -6,13 +6,14 @@ import {
   TemplateList,
 } from '../../../contract/index.js';
 import type { HttpApp } from '../../../common/http.js';
+import { requestCancellation, type RequestCancellationDeps } from '../../job-cancellation.js';
 import { submitGeneration, type SubmitGenerationDeps } from '../submit-generation.js';
 import { ClientParams, JobParams, readErrors } from './params.js';
 
 /** Job submission, status documents and a job's templates. */
 export function registerJobRoutes(
   app: HttpApp,
-  deps: SubmitGenerationDeps,
+  deps: SubmitGenerationDeps & RequestCancellationDeps,
   /** Route config that rate-limits submissions (empty: no limit). */
   submitLimit: object = {},
 ): void {
@@ -48,6 +49,21 @@ export function registerJobRoutes(
       if (!doc) throw new AppError('JOB_NOT_FOUND', `Job ${request.params.job_id} does not exist`);
       return doc;
     },
+  );
+
+  app.post(
+    '/jobs/:job_id/cancel',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary:
+          'Cancel a job: a queued one never starts, a running one stops within a second (its stored templates stay)',
+        params: JobParams,
+        response: { 202: JobStatusDocument, 409: ErrorBody, ...readErrors },
+      },
+    },
+    async (request, reply) =>
+      reply.code(202).send(await requestCancellation(deps, request.params.job_id)),
   );
 
   app.get(

@@ -1,0 +1,107 @@
+import type { Keyspace } from '../../contract/index.js';
+import type { Logger } from '../../common/logger.js';
+import { closeRedis, type Redis } from '../../common/redis.js';
+
+/** The reason a job's signal aborts with when someone cancelled it. */
+export class JobCancelled extends Error {
+  override readonly name = 'JobCancelled';
+  constructor(jobId: string) {
+    super(`Job ${jobId} was cancelled`);
+  }
+}
+
+/** One running job's view of cancellation. */
+export interface CancellationWatch {
+  /** Aborts (with a {@link JobCancelled}) as soon as someone cancels the job. */
+  readonly signal: AbortSignal;
+  /** Stops watching; call when the job's attempt ends. */
+  release(): void;
+}
+
+/** What watching for cancellations needs. */
+export interface CancellationWatcherOptions {
+  /** A connection for this watcher alone (it enters subscriber mode); closed by `close()`. */
+  subscriber: Redis;
+  /** A connection for reading cancellation keys; its owner closes it. */
+  redis: Redis;
+  keyspace: Keyspace;
+  logger: Logger;
+}
+
+/**
+ * Stops a worker's running jobs when someone cancels them, from any process: one subscription
+ * per worker process to the cancellation channel, plus the cancellation key of each job, read
+ * when it starts being watched and again whenever the subscription comes back (a message sent
+ * while it was down is lost; the key is not).
+ */
+export class CancellationWatcher {
+  private readonly o: CancellationWatcherOptions;
+  private readonly running = new Map<string, AbortController>();
+  private subscribed = false;
+  private closing: Promise<void> | undefined;
+
+  constructor(options: CancellationWatcherOptions) {
+    this.o = options;
+  }
+
+  /** Subscribes to the cancellation channel. */
+  async start(): Promise<void> {
+    const { subscriber, keyspace, logger } = this.o;
+    subscriber.on('message', (channel: string, jobId: string) => {
+      if (channel === keyspace.cancelChannel) this.cancel(jobId);
+    });
+    subscriber.on('ready', () => {
+      if (this.subscribed && !this.closing) void this.checkAll();
+    });
+    await subscriber.subscribe(keyspace.cancelChannel);
+    this.subscribed = true;
+    logger.debug({ channel: keyspace.cancelChannel }, 'Listening for cancellations');
+  }
+
+  /** Watches one job while its attempt runs. */
+  watch(jobId: string): CancellationWatch {
+    const controller = new AbortController();
+    this.running.set(jobId, controller);
+    void this.check([jobId]);
+    return {
+      signal: controller.signal,
+      release: () => {
+        if (this.running.get(jobId) === controller) this.running.delete(jobId);
+      },
+    };
+  }
+
+  /** Whether someone asked to cancel the job (its key is set). */
+  async requested(jobId: string): Promise<boolean> {
+    return (await this.o.redis.exists(this.o.keyspace.jobCancelKey(jobId))) === 1;
+  }
+
+  /** Unsubscribes and closes the subscriber connection. Safe to call twice. */
+  close(): Promise<void> {
+    this.closing ??= closeRedis(this.o.subscriber);
+    return this.closing;
+  }
+
+  private cancel(jobId: string): void {
+    const controller = this.running.get(jobId);
+    if (controller && !controller.signal.aborted) controller.abort(new JobCancelled(jobId));
+  }
+
+  private checkAll(): Promise<void> {
+    return this.check([...this.running.keys()]);
+  }
+
+  private async check(jobIds: string[]): Promise<void> {
+    if (jobIds.length === 0) return;
+    try {
+      const keys = jobIds.map((id) => this.o.keyspace.jobCancelKey(id));
+      const values = await this.o.redis.mget(...keys);
+      values.forEach((value, i) => {
+        const jobId = jobIds[i];
+        if (value !== null && jobId !== undefined) this.cancel(jobId);
+      });
+    } catch (err) {
+      this.o.logger.warn({ err }, 'Could not check cancellation keys');
+    }
+  }
+}
