@@ -24,6 +24,7 @@ import {
   type ScenarioResult,
 } from './lib/bench-report.js';
 import { profileServersInto } from './lib/server-process.js';
+import { runDeltas } from './scenarios/deltas.js';
 import { runFanout } from './scenarios/fanout.js';
 import { runIdleMemory } from './scenarios/idle-memory.js';
 import { runLookup } from './scenarios/lookup.js';
@@ -34,6 +35,7 @@ import { runQueue } from './scenarios/queue.js';
 const RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<ScenarioResult>> = {
   fanout: runFanout,
   'per-job': runPerJob,
+  deltas: runDeltas,
   idle: runIdleMemory,
   lookup: runLookup,
   polling: runPolling,
@@ -45,6 +47,8 @@ function connectionsNeeded(options: BenchOptions): number {
   const sizes: number[] = [];
   if (options.scenarios.includes('fanout')) sizes.push(...options.fanoutClients);
   if (options.scenarios.includes('per-job')) sizes.push(options.perJobJobs);
+  if (options.scenarios.includes('deltas'))
+    sizes.push(options.deltaJobs * options.deltaWatchers + options.deltaAllWatchers);
   if (options.scenarios.includes('idle')) sizes.push(options.idleClients);
   return Math.max(0, ...sizes);
 }

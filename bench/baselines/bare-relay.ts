@@ -3,6 +3,9 @@ import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import { BARE_SSE_HEADERS, type BareServer } from './bare-sse-headers.js';
 
+/** Which streams a bare relay serves (see {@link BareRelayOptions.route}). */
+export type BareRoute = 'broadcast' | 'by-job' | 'both';
+
 export interface BareRelayOptions {
   redisUrl: string;
   /** The channel to SUBSCRIBE to (the project's `triton:jobs:all`). */
@@ -10,8 +13,9 @@ export interface BareRelayOptions {
   /**
    * `broadcast`: every message to every response (`GET /v1/triton/events`). `by-job`: each
    * message to the responses of `GET /v1/triton/jobs/{job_id}/subscribe` for its `job_id`.
+   * `both`: each message to its job's responses and to every `GET /v1/triton/events`.
    */
-  route: 'broadcast' | 'by-job';
+  route: BareRoute;
   /** @defaultValue 15000 */
   heartbeatMs?: number;
 }
@@ -30,14 +34,15 @@ export async function startBareRelay({
   heartbeatMs = 15_000,
 }: BareRelayOptions): Promise<BareServer> {
   const everyone = new Set<ServerResponse>();
+  const allJobs = new Set<ServerResponse>();
   const byJob = new Map<string, Set<ServerResponse>>();
 
   const server = createServer((req, res) => {
     const url = req.url ?? '/';
     let set: Set<ServerResponse> | undefined;
-    if (route === 'broadcast' && url.startsWith('/v1/triton/events')) {
-      set = everyone;
-    } else if (route === 'by-job') {
+    if (route !== 'by-job' && url.startsWith('/v1/triton/events')) {
+      set = allJobs;
+    } else if (route !== 'broadcast') {
       const jobId = JOB_PATH.exec(url)?.[1];
       if (jobId) {
         set = byJob.get(jobId);
@@ -62,13 +67,12 @@ export async function startBareRelay({
   const subscriber = new Redis(redisUrl, { maxRetriesPerRequest: null });
   subscriber.on('message', (_channel: string, message: string) => {
     const frame = `data: ${message}\n\n`;
-    if (route === 'broadcast') {
-      for (const res of everyone) res.write(frame);
-      return;
+    if (route !== 'broadcast') {
+      const { job_id: jobId } = JSON.parse(message) as { job_id: string };
+      const watchers = byJob.get(jobId);
+      if (watchers) for (const res of watchers) res.write(frame);
     }
-    const { job_id: jobId } = JSON.parse(message) as { job_id: string };
-    const watchers = byJob.get(jobId);
-    if (watchers) for (const res of watchers) res.write(frame);
+    if (route !== 'by-job') for (const res of allJobs) res.write(frame);
   });
   await subscriber.subscribe(channel);
 

@@ -1,7 +1,15 @@
 import { parseArgs } from 'node:util';
 
 /** The scenarios, in the order `all` runs them. */
-export const SCENARIOS = ['fanout', 'per-job', 'idle', 'lookup', 'polling', 'queue'] as const;
+export const SCENARIOS = [
+  'fanout',
+  'per-job',
+  'deltas',
+  'idle',
+  'lookup',
+  'polling',
+  'queue',
+] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 /** Every size and rate of a run; `--quick` changes the defaults, flags override them. */
@@ -28,6 +36,17 @@ export interface BenchOptions {
   perJobJobs: number;
   perJobRate: number;
   perJobSeconds: number;
+
+  /**
+   * Live text: jobs streaming `job:delta`, deltas/s per job, seconds, watchers per job, all-jobs
+   * watchers, alternating rounds per server (medians are reported).
+   */
+  deltaJobs: number;
+  deltaRate: number;
+  deltaSeconds: number;
+  deltaWatchers: number;
+  deltaAllWatchers: number;
+  deltaRounds: number;
 
   /** 3. idle memory: connections. */
   idleClients: number;
@@ -68,6 +87,12 @@ const FLAGS = {
   jobs: { type: 'string' },
   'job-rate': { type: 'string' },
   'per-job-seconds': { type: 'string' },
+  'delta-jobs': { type: 'string' },
+  'delta-rate': { type: 'string' },
+  'delta-seconds': { type: 'string' },
+  'delta-watchers': { type: 'string' },
+  'delta-all-watchers': { type: 'string' },
+  'delta-rounds': { type: 'string' },
   'idle-clients': { type: 'string' },
   'lookup-jobs': { type: 'string' },
   'lookup-connections': { type: 'string' },
@@ -96,6 +121,8 @@ export const USAGE = `npm run bench -- [options]   (every option also reads BENC
       --cpu-prof DIR       write a V8 CPU profile of every server process into DIR
  fan-out    --clients 2000,10000  --rate 20 (events/s)  --seconds 10  --burst 200 (events)  --fanout-rounds 3
  per-job    --jobs 1000  --job-rate 1000 (events/s, all jobs)  --per-job-seconds 10
+ deltas     --delta-jobs 200  --delta-rate 10 (deltas/s per job)  --delta-seconds 10
+            --delta-watchers 10 (per job)  --delta-all-watchers 200  --delta-rounds 3
  idle       --idle-clients 10000
  lookup     --lookup-jobs 1000  --lookup-connections 50  --lookup-seconds 5  --lookup-rounds 3
  polling    --watch-jobs 20  --job-seconds 10  --poll-interval-ms 2000  --seed-job-seconds 180,300
@@ -161,6 +188,12 @@ export function parseBenchOptions(argv: string[], env: NodeJS.ProcessEnv): Bench
     perJobJobs: num('jobs', 1000, 200),
     perJobRate: num('job-rate', 1000, 200),
     perJobSeconds: num('per-job-seconds', 10, 3),
+    deltaJobs: num('delta-jobs', 200, 20),
+    deltaRate: num('delta-rate', 10, 10),
+    deltaSeconds: num('delta-seconds', 10, 3),
+    deltaWatchers: num('delta-watchers', 10, 10),
+    deltaAllWatchers: num('delta-all-watchers', 200, 20),
+    deltaRounds: num('delta-rounds', 3, 1),
     idleClients: num('idle-clients', 10_000, 1000),
     lookupJobs: num('lookup-jobs', 1000, 200),
     lookupConnections: num('lookup-connections', 50, 20),

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { createKeyspace } from '../../src/contract/index.js';
+import { createKeyspace, type JobEventDraft } from '../../src/contract/index.js';
 import { createLogger } from '../../src/common/logger.js';
 import { EventPublisher } from '../../src/triton/events/event-publisher.js';
 import { benchEventDraft } from './bench-events.js';
@@ -17,6 +17,9 @@ export interface PublishRun {
   /** Round trip of each publish (the Lua script), ms. */
   publishLatency: LatencyHistogram;
 }
+
+/** Writes the event to publish for `jobId`, stamped `sentAtMs` (see {@link epochMs}). */
+export type DraftOf = (jobId: string, clientId: string, sentAtMs: number) => JobEventDraft;
 
 /**
  * Publishes benchmark events straight to Redis through the project's {@link EventPublisher}
@@ -60,18 +63,29 @@ export class BenchPublisher {
     }
   }
 
-  /** `rate` events a second for `seconds`, round-robin over `jobIds`. */
+  /**
+   * `rate` events a second for `seconds`, round-robin over `jobIds`: benchmark events, or the
+   * drafts `draftOf` writes (each stamped with the time publish was called).
+   */
   async rated({
     rate,
     seconds,
     jobIds,
+    draftOf,
   }: {
     rate: number;
     seconds: number;
     jobIds: readonly string[];
+    draftOf?: DraftOf;
   }): Promise<PublishRun> {
     const total = Math.max(1, Math.round(rate * seconds));
-    return this.run(total, jobIds, (sent, startMs) => startMs + (sent * 1000) / rate, 10_000);
+    return this.run(
+      total,
+      jobIds,
+      (sent, startMs) => startMs + (sent * 1000) / rate,
+      10_000,
+      draftOf,
+    );
   }
 
   /** `count` events as fast as Redis takes them, at most `maxInFlight` unanswered. */
@@ -92,6 +106,8 @@ export class BenchPublisher {
     jobIds: readonly string[],
     dueAt: (sent: number, startMs: number) => number,
     maxInFlight: number,
+    draftOf: DraftOf = (jobId, clientId, sentAtMs) =>
+      benchEventDraft(jobId, clientId, this.n++, sentAtMs),
   ): Promise<PublishRun> {
     const publishLatency = new LatencyHistogram();
     const startMs = epochMs();
@@ -120,7 +136,7 @@ export class BenchPublisher {
       const jobId = jobIds[sent % jobIds.length] ?? randomUUID();
       const sentAt = epochMs();
       inFlight++;
-      this.publisher.publish(benchEventDraft(jobId, this.clientId, this.n++, sentAt)).then(
+      this.publisher.publish(draftOf(jobId, this.clientId, sentAt)).then(
         () => {
           publishLatency.record(epochMs() - sentAt);
           settled();

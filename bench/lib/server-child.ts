@@ -8,7 +8,7 @@ import { createLogger } from '../../src/common/logger.js';
 import { startMare } from '../../src/mare/mare-service.js';
 import { startTriton } from '../../src/triton/triton-service.js';
 import { startBareLookupServer } from '../baselines/bare-lookup-server.js';
-import { startBareRelay } from '../baselines/bare-relay.js';
+import { startBareRelay, type BareRoute } from '../baselines/bare-relay.js';
 import { startBareSseServer } from '../baselines/bare-sse-server.js';
 import { startRawBullmqWorker, type RawBullmqWorker } from '../baselines/raw-bullmq-worker.js';
 import { processStatsHandlers } from './bench-child.js';
@@ -30,7 +30,7 @@ export type ServerSpec =
       kind: 'bare-relay';
       redisUrl: string;
       channel: string;
-      route: 'broadcast' | 'by-job';
+      route: BareRoute;
       heartbeatMs: number;
     }
   | { kind: 'bare-sse'; heartbeatMs: number }

@@ -1,7 +1,7 @@
 import { BenchChild } from './bench-child.js';
 import { sleep } from './clock.js';
 import { LatencyHistogram } from './latency-histogram.js';
-import type { SseLoadReport } from './sse-client-child.js';
+import type { DeltaTexts, SseLoadMode, SseLoadReport } from './sse-client-child.js';
 
 /** The merged report of every load process. */
 export interface SseLoadTotals {
@@ -9,6 +9,8 @@ export interface SseLoadTotals {
   open: number;
   endedEarly: number;
   received: number;
+  frames: number;
+  merged: number;
   duplicates: number;
   bytes: number;
   firstReceiptMs: number;
@@ -38,12 +40,13 @@ export class SseLoad {
   }
 
   /**
-   * Opens one connection per path on `baseUrl`; resolves with how many opened and the
-   * errors of those that did not.
+   * Opens one connection per path on `baseUrl`, read as `mode` says; resolves with how many
+   * opened and the errors of those that did not.
    */
   async open(
     baseUrl: string,
     paths: readonly string[],
+    mode: SseLoadMode = 'marker',
   ): Promise<{ opened: number; errors: Record<string, number> }> {
     const processes = Math.max(1, Math.ceil(paths.length / this.perProcess));
     while (this.children.length < processes) {
@@ -57,6 +60,7 @@ export class SseLoad {
         baseUrl,
         paths: share,
         maxPending: this.maxPending,
+        mode,
       });
     });
     const results = await Promise.all(shares);
@@ -81,6 +85,8 @@ export class SseLoad {
       open: 0,
       endedEarly: 0,
       received: 0,
+      frames: 0,
+      merged: 0,
       duplicates: 0,
       bytes: 0,
       firstReceiptMs: 0,
@@ -92,6 +98,8 @@ export class SseLoad {
       totals.open += r.open;
       totals.endedEarly += r.endedEarly;
       totals.received += r.received;
+      totals.frames += r.frames;
+      totals.merged += r.merged;
       totals.duplicates += r.duplicates;
       totals.bytes += r.bytes;
       if (r.firstReceiptMs && (!totals.firstReceiptMs || r.firstReceiptMs < totals.firstReceiptMs))
@@ -116,6 +124,19 @@ export class SseLoad {
       last = now;
     }
     return last;
+  }
+
+  /** Every `delta`-mode connection's text of each template since `reset`, counted by digest. */
+  async texts(): Promise<DeltaTexts> {
+    const all = await Promise.all(this.children.map((c) => c.request<DeltaTexts>('texts')));
+    const merged: DeltaTexts = {};
+    for (const texts of all) {
+      for (const [template, counts] of Object.entries(texts)) {
+        const into = (merged[template] ??= {});
+        for (const [digest, n] of Object.entries(counts)) into[digest] = (into[digest] ?? 0) + n;
+      }
+    }
+    return merged;
   }
 
   /** CPU time of the load processes, summed (ms). */

@@ -10,6 +10,7 @@ import {
   type TargetResult,
 } from '../lib/bench-report.js';
 import { openAndMeasure, SMALL_N_RSS_NOTE } from '../lib/connection-memory.js';
+import { medianOfRounds } from '../lib/rounds.js';
 import type { ServerSpec } from '../lib/server-child.js';
 import { startServerProcess } from '../lib/server-process.js';
 import { SseLoad } from '../lib/sse-load.js';
@@ -48,32 +49,11 @@ interface FanoutMeasure {
 
 const PATH = '/v1/triton/events';
 
-/** Counts where any round's figure must show: a loss in one round is a loss. */
-const WORST_OF = new Set(['lost', 'duplicates', 'endedEarly']);
-
-/**
- * The median of each number across rounds (nested objects field by field; others from the
- * first), except losses, duplicates and dropped streams, which keep the worst round's count.
- */
-function median<T>(rounds: T[]): T {
-  const first = rounds[0] as T;
-  if (typeof first === 'number') {
-    const xs = (rounds as number[]).slice().sort((a, b) => a - b);
-    return xs[Math.floor(xs.length / 2)] as T;
-  }
-  if (first === null || typeof first !== 'object' || Array.isArray(first)) return first;
-  const out: Record<string, unknown> = {};
-  for (const key of Object.keys(first)) {
-    const values = rounds.map((r) => (r as Record<string, unknown>)[key]);
-    out[key] =
-      key === 'connectErrors'
-        ? values[0]
-        : WORST_OF.has(key)
-          ? Math.max(...(values as number[]))
-          : median(values);
-  }
-  return out as T;
-}
+/** Losses, duplicates and dropped streams keep the worst round's count. */
+const ROUND_FIELDS = {
+  worst: new Set(['lost', 'duplicates', 'endedEarly']),
+  first: new Set(['connectErrors']),
+};
 
 async function measure(
   ctx: BenchContext,
@@ -209,8 +189,8 @@ export async function runFanout(ctx: BenchContext): Promise<ScenarioResult> {
           await runProject();
         }
       }
-      const project = median(projectRounds);
-      const bare = median(bareRounds);
+      const project = medianOfRounds(projectRounds, ROUND_FIELDS);
+      const bare = medianOfRounds(bareRounds, ROUND_FIELDS);
       details[`N=${clients}`] = { project, bare };
       const n = `N=${clients}`;
       rows.push(

@@ -21,12 +21,17 @@ export class LiveEvent {
   readonly coalesceKey: string | undefined;
   private jobFrameText: string | undefined;
   private globalFrameText: string | undefined;
+  private jsonText: string | undefined;
 
+  /**
+   * @param json - the JSON exactly as published on the all-jobs channel: written as is, never
+   *   re-encoded. Omitted only for an event made here by merging, encoded when first written.
+   */
   constructor(
     readonly event: JobEvent,
-    /** The JSON exactly as published on the all-jobs channel: written as is, never re-encoded. */
-    readonly json: string,
+    json?: string,
   ) {
+    this.jsonText = json;
     this.terminal = isTerminalEvent(event);
     this.coalesceKey =
       event.event_type === 'job:progress'
@@ -34,6 +39,11 @@ export class LiveEvent {
         : event.event_type === 'job:delta'
           ? `delta:${event.job_id}:${event.template_index}`
           : undefined;
+  }
+
+  /** The event's JSON: as published, or for a merged event, encoded once when first needed. */
+  get json(): string {
+    return (this.jsonText ??= JSON.stringify(this.event));
   }
 
   /** The job's id. */
@@ -53,9 +63,10 @@ export class LiveEvent {
   mergedWith(later: LiveEvent): LiveEvent {
     const [a, b] = [this.event, later.event];
     if (a.event_type === 'job:delta' && b.event_type === 'job:delta') {
-      // Deltas append text: the merged one carries both texts, joined, as of the later seq.
-      const merged = { ...b, delta: a.delta + b.delta };
-      return new LiveEvent(merged, JSON.stringify(merged));
+      // Deltas append text: the merged one carries both texts, joined, as of the later seq. While
+      // the socket stays congested the next delta merges into this one again: encoding each
+      // intermediate would cost time quadratic in the template's length.
+      return new LiveEvent({ ...b, delta: a.delta + b.delta });
     }
     // Progress states the job's whole progress: the later one says everything the earlier did.
     return later;

@@ -35,6 +35,17 @@ export const jobEvents = {
     template_id: randomUUID(),
     seq,
   }),
+  delta: (jobId: string, seq: number, templateIndex: number, delta: string): JobEvent => ({
+    event_type: 'job:delta',
+    timestamp: now(),
+    job_id: jobId,
+    client_id: CLIENT_ID,
+    status: 'running',
+    template_index: templateIndex,
+    template_kind: 'outreach_email',
+    delta,
+    seq,
+  }),
   completed: (jobId: string, seq: number): JobEvent => ({
     event_type: 'job:completed',
     timestamp: now(),

@@ -80,6 +80,31 @@ describe('SseStream', () => {
     expect(ids(res.text)).toEqual(['1', '6', '7']);
   });
 
+  it("while the socket is congested, joins a template's consecutive deltas into one, as of the later seq", async () => {
+    const job = randomUUID();
+    const { res, s } = stream({ highWaterBytes: 0 });
+    s.open('');
+    s.deliver(live(jobEvents.started(job, 1)));
+    res.stall();
+    await nextTurn();
+    const first = ['Dear "Dana",\n', 'the close — ', 'runs itself.'];
+    const second = ['## Hero\n', 'Close in days.'];
+    first.forEach((text, i) => s.deliver(live(jobEvents.delta(job, 2 + i, 0, text))));
+    second.forEach((text, i) => s.deliver(live(jobEvents.delta(job, 5 + i, 1, text))));
+    expect(s.pendingCount).toBe(2);
+    res.drain();
+    await nextTurn();
+    expect(ids(res.text)).toEqual(['1', '4', '6']);
+    const deltas = [...res.text.matchAll(/^data: (.*)$/gm)]
+      .map((m) => JSON.parse(m[1] ?? '') as JobEvent)
+      .filter((e) => e.event_type === 'job:delta')
+      .map((e) => [e.seq, e.template_index, e.delta]);
+    expect(deltas).toEqual([
+      [4, 0, first.join('')],
+      [6, 1, second.join('')],
+    ]);
+  });
+
   it("never merges a job's progress across another of its events, so seq order holds", async () => {
     const job = randomUUID();
     const other = randomUUID();
