@@ -3,6 +3,7 @@ import {
   globalEventId,
   isTerminalEvent,
   withoutStreamId,
+  withStreamId,
   type JobEvent,
 } from '../contract/index.js';
 
@@ -54,8 +55,13 @@ export class LiveEvent {
     const [a, b] = [this.event, later.event];
     if (a.event_type === 'job:delta' && b.event_type === 'job:delta') {
       // Deltas append text: the merged one carries both texts, joined, as of the later seq.
-      const merged = { ...b, delta: a.delta + b.delta };
-      return new LiveEvent(merged, JSON.stringify(merged));
+      const { stream_id: streamId, ...rest } = b;
+      const merged = { ...rest, delta: a.delta + b.delta };
+      const json = JSON.stringify(merged);
+      // The global position goes last, as on the channel, so that a job's stream can drop it.
+      return streamId === undefined
+        ? new LiveEvent(merged, json)
+        : new LiveEvent({ ...merged, stream_id: streamId }, withStreamId(json, streamId));
     }
     // Progress states the job's whole progress: the later one says everything the earlier did.
     return later;
