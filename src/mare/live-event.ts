@@ -3,6 +3,7 @@ import {
   globalEventId,
   isTerminalEvent,
   withoutStreamId,
+  withStreamId,
   type JobEvent,
 } from '../contract/index.js';
 
@@ -43,7 +44,13 @@ export class LiveEvent {
 
   /** The event's JSON: as published, or for a merged event, encoded once when first needed. */
   get json(): string {
-    return (this.jsonText ??= JSON.stringify(this.event));
+    if (this.jsonText === undefined) {
+      const { stream_id: streamId, ...rest } = this.event;
+      const json = JSON.stringify(rest);
+      // The global position goes last, as the publisher appends it, so a job's stream can drop it.
+      this.jsonText = streamId === undefined ? json : withStreamId(json, streamId);
+    }
+    return this.jsonText;
   }
 
   /** The job's id. */

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { JobEvent } from '../../src/contract/index.js';
+import { TEMPLATE_KINDS, type JobEvent } from '../../src/contract/index.js';
 
 const CLIENT_ID = '3f2b8c1e-4d5a-4b6c-9e7f-0a1b2c3d4e5f';
 const now = () => new Date().toISOString();
@@ -35,14 +35,15 @@ export const jobEvents = {
     template_id: randomUUID(),
     seq,
   }),
-  delta: (jobId: string, seq: number, templateIndex: number, delta: string): JobEvent => ({
+  /** Text appended to template `index` (its kind is the index-th of the seven). */
+  delta: (jobId: string, seq: number, index: number, delta: string): JobEvent => ({
     event_type: 'job:delta',
     timestamp: now(),
     job_id: jobId,
     client_id: CLIENT_ID,
     status: 'running',
-    template_index: templateIndex,
-    template_kind: 'outreach_email',
+    template_index: index,
+    template_kind: TEMPLATE_KINDS[index % TEMPLATE_KINDS.length] ?? 'outreach_email',
     delta,
     seq,
   }),

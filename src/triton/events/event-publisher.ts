@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import {
   decodeDraftHash,
   encodeEventDraft,
+  type DraftState,
   type JobEventDraft,
   type SnapshotDraft,
   type Keyspace,
@@ -117,8 +118,16 @@ export class EventPublisher {
    * published so far (null when none: no delta since the last stored template).
    */
   async draft(jobId: string): Promise<SnapshotDraft | null> {
-    const fields = await this.redis.hgetall(this.keyspace.jobDraftKey(jobId));
-    return decodeDraftHash(fields)?.draft ?? null;
+    return (await this.draftState(jobId))?.draft ?? null;
+  }
+
+  /**
+   * What a job's published events say of its text: how many templates' progress was published,
+   * and the template being written with its text so far (undefined: no such event, or the job
+   * ended).
+   */
+  async draftState(jobId: string): Promise<DraftState | undefined> {
+    return decodeDraftHash(await this.redis.hgetall(this.keyspace.jobDraftKey(jobId)));
   }
 
   /** Publishes one event and returns it as subscribers receive it, `seq` included. */

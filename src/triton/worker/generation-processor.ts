@@ -134,8 +134,9 @@ export function createGenerationProcessor({
       let usage = usageOf(row);
 
       // Where an interrupted attempt stopped: the template it was writing, and its text so far.
-      const draft = await publisher.draft(job_id);
-      if (templateIds.length > 0 && (draft === null || draft.template_index < templateIds.length)) {
+      const state = await publisher.draftState(job_id);
+      const draft = state?.draft ?? null;
+      if (templateIds.length > 0 && (state?.templatesDone ?? 0) < templateIds.length) {
         // The last stored template's progress may not have been published before the crash.
         await publishProgress(templateIds.length, total, templateIds[templateIds.length - 1] ?? '');
       }

@@ -1,0 +1,154 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { RedisServer } from '../../src/cli/redis-server.js';
+import { createLogger } from '../../src/common/logger.js';
+import { createRedis, type Redis } from '../../src/common/redis.js';
+import { createKeyspace, type Keyspace } from '../../src/contract/index.js';
+import { CancellationWatcher, JobCancelled } from '../../src/triton/worker/cancellation-watcher.js';
+import { startRedis } from '../helpers/redis.js';
+import { waitFor } from '../helpers/wait.js';
+
+/** The worker's cancellation watcher against a real redis-server; a key prefix per test. */
+
+const logger = createLogger({ logLevel: 'silent', logFormat: 'json' });
+let server: RedisServer;
+let redis: Redis;
+const watchers: CancellationWatcher[] = [];
+
+beforeAll(async () => {
+  server = await startRedis();
+  redis = createRedis(server.url, { name: 'test', logger });
+});
+
+afterEach(async () => {
+  await Promise.all(watchers.splice(0).map((w) => w.close()));
+});
+
+afterAll(async () => {
+  redis?.disconnect();
+  await server?.close();
+});
+
+interface Started {
+  watcher: CancellationWatcher;
+  keyspace: Keyspace;
+  subscriber: Redis;
+  /** The subscriber connection's id on the server, as it was when the watcher started. */
+  subscriberId: number;
+}
+
+async function startWatcher(): Promise<Started> {
+  const keyspace = createKeyspace(`test-${randomBytes(4).toString('hex')}:`);
+  const subscriber = createRedis(server.url, {
+    name: 'test-cancellations',
+    logger,
+    maxRetriesPerRequest: null,
+  });
+  const subscriberId = Number(await subscriber.client('ID'));
+  const watcher = new CancellationWatcher({ subscriber, redis, keyspace, logger });
+  watchers.push(watcher);
+  await watcher.start();
+  return { watcher, keyspace, subscriber, subscriberId };
+}
+
+const aborted = (signal: AbortSignal) => () => signal.aborted;
+
+describe('CancellationWatcher', () => {
+  it("aborts a watched job's signal with JobCancelled when its id arrives on the cancel channel", async () => {
+    const { watcher, keyspace } = await startWatcher();
+    const job = randomUUID();
+    const other = randomUUID();
+    const watch = watcher.watch(job);
+    const otherWatch = watcher.watch(other);
+    expect(watch.signal.aborted).toBe(false);
+
+    await redis.publish(keyspace.cancelChannel, job);
+    await waitFor('the job to be cancelled', aborted(watch.signal));
+    expect(watch.signal.reason).toBeInstanceOf(JobCancelled);
+    expect((watch.signal.reason as Error).message).toBe(`Job ${job} was cancelled`);
+    expect(otherWatch.signal.aborted, 'another job runs on').toBe(false);
+  });
+
+  it('aborts at once a job whose cancel key was set before it was watched', async () => {
+    const { watcher, keyspace } = await startWatcher();
+    const job = randomUUID();
+    await redis.set(keyspace.jobCancelKey(job), '1');
+    const watch = watcher.watch(job);
+    await waitFor('the job to be cancelled', aborted(watch.signal));
+    expect(watch.signal.reason).toBeInstanceOf(JobCancelled);
+  });
+
+  it('says whether a job was asked to cancel', async () => {
+    const { watcher, keyspace } = await startWatcher();
+    const job = randomUUID();
+    expect(await watcher.requested(job)).toBe(false);
+    await redis.set(keyspace.jobCancelKey(job), '1');
+    expect(await watcher.requested(job)).toBe(true);
+  });
+
+  it('notices a cancel key set while its subscription was down, once the connection comes back', async () => {
+    const { watcher, keyspace, subscriber, subscriberId } = await startWatcher();
+    const job = randomUUID();
+    const watch = watcher.watch(job);
+    // Give the first key check time to answer, so that only the reconnection can notice the key.
+    expect(await watcher.requested(job)).toBe(false);
+
+    // The key is set and the connection cut at the same instant, and no message is sent: as a
+    // cancellation whose message was published while the subscriber was away.
+    await redis
+      .multi()
+      .set(keyspace.jobCancelKey(job), '1')
+      .client('KILL', 'ID', subscriberId)
+      .exec();
+    await waitFor('the job to be cancelled', aborted(watch.signal));
+    expect(watch.signal.reason).toBeInstanceOf(JobCancelled);
+
+    // And it is subscribed again: messages reach it as before.
+    await waitFor('the subscriber to be back', () => subscriber.status === 'ready');
+    const bystander = watcher.watch(randomUUID());
+    const laterJob = randomUUID();
+    const laterWatch = watcher.watch(laterJob);
+    await waitFor('the message to arrive', async () => {
+      await redis.publish(keyspace.cancelChannel, laterJob);
+      return laterWatch.signal.aborted;
+    });
+    expect(bystander.signal.aborted).toBe(false);
+  });
+
+  it('stops watching a job once released', async () => {
+    const { watcher, keyspace } = await startWatcher();
+    const released = randomUUID();
+    const marker = randomUUID();
+    const releasedWatch = watcher.watch(released);
+    const markerWatch = watcher.watch(marker);
+    releasedWatch.release();
+
+    await redis.publish(keyspace.cancelChannel, released);
+    await redis.publish(keyspace.cancelChannel, marker);
+    // Messages arrive in order: once the second took effect, the first was seen and ignored.
+    await waitFor('the marker job to be cancelled', aborted(markerWatch.signal));
+    expect(releasedWatch.signal.aborted).toBe(false);
+  });
+
+  it("keeps watching a job's new attempt when the attempt before it is released late", async () => {
+    const { watcher, keyspace } = await startWatcher();
+    const job = randomUUID();
+    const first = watcher.watch(job);
+    const second = watcher.watch(job);
+    first.release();
+
+    await redis.publish(keyspace.cancelChannel, job);
+    await waitFor('the new attempt to be cancelled', aborted(second.signal));
+    expect(second.signal.reason).toBeInstanceOf(JobCancelled);
+  });
+
+  it('closes its subscriber connection, and is safe to close twice', async () => {
+    const { watcher, subscriber } = await startWatcher();
+    const first = watcher.close();
+    const second = watcher.close();
+    await Promise.all([first, second]);
+    expect(second).toBe(first);
+    await waitFor('the subscriber connection to end', () => subscriber.status === 'end');
+    await expect(watcher.close()).resolves.toBeUndefined();
+  });
+});
