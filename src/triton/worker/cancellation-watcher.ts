@@ -51,7 +51,13 @@ export class CancellationWatcher {
       if (channel === keyspace.cancelChannel) this.cancel(jobId);
     });
     subscriber.on('ready', () => {
-      if (this.subscribed && !this.closing) void this.checkAll();
+      if (!this.subscribed || this.closing) return;
+      // The keys are read on another connection: only once this subscription is confirmed
+      // again can no cancellation fall between the check and the first message.
+      subscriber.subscribe(keyspace.cancelChannel).then(
+        () => this.checkAll(),
+        (err: unknown) => logger.warn({ err }, 'Could not resubscribe to cancellations'),
+      );
     });
     await subscriber.subscribe(keyspace.cancelChannel);
     this.subscribed = true;
