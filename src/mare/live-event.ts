@@ -2,6 +2,7 @@ import {
   formatSseEvent,
   globalEventId,
   isTerminalEvent,
+  withStreamId,
   withoutStreamId,
   type JobEvent,
 } from '../contract/index.js';
@@ -53,9 +54,15 @@ export class LiveEvent {
   mergedWith(later: LiveEvent): LiveEvent {
     const [a, b] = [this.event, later.event];
     if (a.event_type === 'job:delta' && b.event_type === 'job:delta') {
-      // Deltas append text: the merged one carries both texts, joined, as of the later seq.
-      const merged = { ...b, delta: a.delta + b.delta };
-      return new LiveEvent(merged, JSON.stringify(merged));
+      // Deltas append text: the merged one carries both texts, joined, as of the later seq. Its
+      // global position goes at the end of its JSON, where the channel puts it, or a job's
+      // stream (which leaves it out) would send it.
+      const { stream_id: streamId, ...rest } = b;
+      const merged = { ...rest, delta: a.delta + b.delta };
+      const json = JSON.stringify(merged);
+      return streamId === undefined
+        ? new LiveEvent(merged, json)
+        : new LiveEvent({ ...merged, stream_id: streamId }, withStreamId(json, streamId));
     }
     // Progress states the job's whole progress: the later one says everything the earlier did.
     return later;
