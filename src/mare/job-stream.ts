@@ -105,7 +105,9 @@ export class JobStream extends SseStream {
       }
     }
     if (status !== undefined && isTerminalStatus(status)) {
-      this.openWith('');
+      // The job is over and `text` ends with its last state: live events that arrived while
+      // history was read are in it already (a snapshot may be of a job that ended meanwhile).
+      this.openWith('', { live: false });
       this.writeOrEnd(text, status);
     } else {
       this.openWith(text);
