@@ -346,10 +346,10 @@ describe('the text of a job a language model writes (GENERATOR=openai)', () => {
 
   it('reaches watchers whose history expired while the model writes slowly, with nothing published since and with newer events', async () => {
     const text = (i: number) => `Template ${i + 1}: ${'slowly written words, '.repeat(12)}end.`;
-    // Template 3 comes in pieces 300 ms apart; the others at once.
+    // Template 3 comes in pieces 400 ms apart; the others at once.
     model.answer(
       ...Array.from({ length: 7 }, (_, i) =>
-        i === 3 ? streamed(text(i), 40, 300) : streamed(text(i), 50),
+        i === 3 ? streamed(text(i), 80, 400) : streamed(text(i), 50),
       ),
     );
     const jobId = await submit(sys, clientId);
