@@ -116,9 +116,12 @@ export class EventDispatcher {
       hub.watchedJobIds().map(async (jobId) => {
         const lastSeq = this.lastSeq.get(jobId) ?? 0;
         try {
-          const { events, latest, draft } = await history.readJob(jobId, lastSeq);
+          const { events, latest, draft, seq } = await history.readJob(jobId, lastSeq);
           for (const { event, json } of events) if (this.dispatch(event, json)) replayed++;
-          if (!latest) hub.resyncJob(jobId, await snapshots.state(jobId, draft), lastSeq);
+          if (!latest) {
+            const state = await snapshots.state(jobId, draft);
+            hub.resyncJob(jobId, state, Math.max(lastSeq, seq));
+          }
         } catch (err) {
           logger.warn({ job_id: jobId, err }, 'Could not reconcile a watched job');
         }

@@ -25,8 +25,13 @@ export interface JobHistory {
   events: StoredEvent[];
   /** The job's newest event, or undefined when it has no history (never had, or expired). */
   latest: StoredEvent | undefined;
-  /** The job's draft as of `latest`: templates done, and the text of the one being written. */
+  /** The job's draft as of `seq`: templates done, and the text of the one being written. */
   draft: DraftState | undefined;
+  /**
+   * The job's last published seq, from its seq counter (0 when there is none): what the draft
+   * is as of, also when the history itself expired or was deleted.
+   */
+  seq: number;
 }
 
 type StreamEntry = [id: string, fields: string[]];
@@ -77,8 +82,8 @@ export class EventHistory {
   }
 
   /**
-   * A job's events after `afterSeq`, its newest event and its draft, in one round trip and as
-   * of one moment (the reads run as one transaction).
+   * A job's events after `afterSeq`, its newest event, its draft and its last seq, in one round
+   * trip and as of one moment (the reads run as one transaction).
    */
   readJob(jobId: string, afterSeq: number): Promise<JobHistory> {
     const key = this.keyspace.jobHistoryKey(jobId);
@@ -88,14 +93,18 @@ export class EventHistory {
         .xrange(key, jobHistoryEntryId(afterSeq + 1), '+', 'COUNT', MAX_REPLAY)
         .xrevrange(key, '+', '-', 'COUNT', 1)
         .hgetall(this.keyspace.jobDraftKey(jobId))
+        .get(this.keyspace.jobSeqKey(jobId))
         .exec();
       const after = results?.[0]?.[1] as StreamEntry[] | undefined;
       const last = results?.[1]?.[1] as StreamEntry[] | undefined;
       const draft = results?.[2]?.[1] as Record<string, string> | undefined;
+      const counter = Number(results?.[3]?.[1] ?? 0);
+      const latest = decodeEntries(last)[0];
       return {
         events: decodeEntries(after),
-        latest: decodeEntries(last)[0],
+        latest,
         draft: decodeDraftHash(draft),
+        seq: Math.max(latest?.event.seq ?? 0, Number.isSafeInteger(counter) ? counter : 0),
       };
     });
   }

@@ -68,7 +68,7 @@ export class JobStream extends SseStream {
   /** Decides, from history (and triton-api when history has nothing), how the stream starts. */
   async plan(history: EventHistory, snapshots: JobSnapshots): Promise<Opening> {
     const afterSeq = this.lastSeq;
-    const { events, latest, draft } = await history.readJob(this.jobId, afterSeq);
+    const { events, latest, draft, seq } = await history.readJob(this.jobId, afterSeq);
     if (events[0]?.event.seq === afterSeq + 1) return { kind: 'replay', events };
     if (latest && latest.event.seq === afterSeq) {
       return isTerminalEvent(latest.event)
@@ -76,9 +76,11 @@ export class JobStream extends SseStream {
         : { kind: 'replay', events: [] };
     }
     // Nothing to replay from: the job is unknown to history (404 unless triton-api knows it), or
-    // what the client missed was trimmed or expired.
+    // what the client missed was trimmed or expired. The snapshot is as of the job's last seq
+    // (the draft's), not of its newest event in history, which may be gone: later events follow
+    // it, earlier ones are in it.
     const state = await snapshots.state(this.jobId, draft);
-    return { kind: 'snapshot', state, seq: latest?.event.seq ?? 0 };
+    return { kind: 'snapshot', state, seq };
   }
 
   /**
@@ -103,7 +105,9 @@ export class JobStream extends SseStream {
       }
     }
     if (status !== undefined && isTerminalStatus(status)) {
-      this.openWith('');
+      // The job is over and `text` ends with its last state: live events that arrived while
+      // history was read are in it already (a snapshot may be of a job that ended meanwhile).
+      this.openWith('', { live: false });
       this.writeOrEnd(text, status);
     } else {
       this.openWith(text);

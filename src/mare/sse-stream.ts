@@ -147,15 +147,19 @@ export abstract class SseStream {
     this.wroteSinceBeat = false;
   }
 
-  /** Writes the SSE headers and `first` (in one chunk), then what arrived meanwhile. */
-  protected openWith(first: string): void {
+  /**
+   * Writes the SSE headers and `first` (in one chunk), then what arrived meanwhile, unless
+   * `live` is false: then what arrived meanwhile is dropped, as the caller is about to end the
+   * stream with what says it all (a finished job's last state).
+   */
+  protected openWith(first: string, { live = true }: { live?: boolean } = {}): void {
     if (this.closed) return;
     this.res.writeHead(200, SSE_HEADERS);
     this.opened = true;
-    const backlog = this.backlog ?? [];
+    const backlog = live ? (this.backlog ?? []) : [];
     this.backlog = null;
     this.write(first);
-    for (const live of backlog) this.deliver(live);
+    for (const event of backlog) this.deliver(event);
   }
 
   /** Writes raw text, gathered with the rest of this turn's writes. */

@@ -117,6 +117,25 @@ describe('JobStream', () => {
     expect(finished.res.text.endsWith(': Connection closing - job completed\n\n')).toBe(true);
   });
 
+  it('opens with the snapshot of a job that finished while it was being made, and nothing after it', async () => {
+    const job = randomUUID();
+    const { res, stream } = jobStream(job);
+    // History was read at seq 9; the job ended before the snapshot was made, and its last
+    // events arrived meanwhile. The snapshot already says all of it.
+    stream.deliver(live(jobEvents.progress(job, 10, 7)));
+    stream.deliver(live(jobEvents.completed(job, 11)));
+    stream.open(
+      { kind: 'snapshot', state: { doc: doc(job, 'completed'), text: undefined }, seq: 9 },
+      1000,
+    );
+    await nextTurn();
+    expect(res.text.startsWith('retry: 1000\n\n')).toBe(true);
+    expect(ids(res.text)).toEqual(['9']);
+    expect(res.text).toContain('"event_type":"job:snapshot"');
+    expect(res.text.endsWith(': Connection closing - job completed\n\n')).toBe(true);
+    expect(res.ended).toBe(true);
+  });
+
   it('resyncs an open stream with a snapshot, ending it when the job is finished', async () => {
     const job = randomUUID();
     const { res, stream } = jobStream(job);

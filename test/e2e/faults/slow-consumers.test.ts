@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { connect, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKeyspace, SseParser, type SseMessage } from '../../../src/contract/index.js';
+import { createKeyspace } from '../../../src/contract/index.js';
 import { createLogger } from '../../../src/common/logger.js';
 import { EventPublisher } from '../../../src/triton/events/event-publisher.js';
 import { openSse, payloads } from '../../helpers/sse-client.js';
+import { StalledClient } from '../../helpers/stalled-client.js';
 import { startSystem, type TestSystem } from '../../helpers/system.js';
 import { waitFor } from '../../helpers/wait.js';
 import type { EventData as Event } from '../../helpers/events.js';
@@ -15,65 +15,6 @@ import type { EventData as Event } from '../../helpers/events.js';
  * nor slow the others. Its events wait in a bounded queue where a job's progress coalesces
  * (latest wins) and lifecycle events are kept; past the bound it is cut and can resume.
  */
-
-/** An SSE request on a raw socket that the test can stop reading, as a stalled client would. */
-class StalledClient {
-  readonly chunks: Buffer[] = [];
-  readonly closed: Promise<void>;
-  private readonly socket: Socket;
-
-  constructor(url: string) {
-    const u = new URL(url);
-    this.socket = connect(Number(u.port), u.hostname);
-    this.socket.write(
-      `GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n`,
-    );
-    this.socket.on('data', (chunk: Buffer) => this.chunks.push(chunk));
-    this.closed = new Promise((resolve) => this.socket.once('close', () => resolve()));
-    this.socket.on('error', () => undefined);
-  }
-
-  get text(): string {
-    return Buffer.concat(this.chunks).toString('utf8');
-  }
-
-  get isClosed(): boolean {
-    return this.socket.destroyed || this.socket.readableEnded;
-  }
-
-  pause(): void {
-    this.socket.pause();
-  }
-
-  resume(): void {
-    this.socket.resume();
-  }
-
-  destroy(): void {
-    this.socket.destroy();
-  }
-
-  /** The SSE events in what was received (after the HTTP head; chunked framing removed). */
-  events(): SseMessage[] {
-    const text = this.text;
-    const body = text.slice(text.indexOf('\r\n\r\n') + 4);
-    // Undo chunked transfer encoding: `<hex size>\r\n<data>\r\n` …
-    let plain = '';
-    let rest = body;
-    for (;;) {
-      const lineEnd = rest.indexOf('\r\n');
-      if (lineEnd === -1) break;
-      const size = parseInt(rest.slice(0, lineEnd), 16);
-      if (!Number.isFinite(size) || size === 0) break;
-      const bytes = Buffer.from(rest.slice(lineEnd + 2), 'utf8');
-      plain += bytes.subarray(0, size).toString('utf8');
-      rest = bytes.subarray(size + 2).toString('utf8');
-    }
-    const events: SseMessage[] = [];
-    new SseParser({ onEvent: (m) => events.push(m) }).feed(plain);
-    return events;
-  }
-}
 
 let system: TestSystem;
 let publisherRedis: Redis;
