@@ -243,4 +243,20 @@ describe('DeltaBatcher', () => {
     batcher.add('');
     expect(vi.getTimerCount()).toBe(0);
   });
+
+  it('never ends a batch between the two halves of an emoji, whose text Redis could not keep', async () => {
+    const log = new PublishLog();
+    const batcher = new DeltaBatcher({ publish: log.publish, intervalMs: 100 });
+    const emoji = '\u{1F600}';
+    batcher.add(`Hi ${emoji.charAt(0)}`);
+    await advance(0);
+    expect(log.texts).toEqual(['Hi ']);
+    batcher.add(`${emoji.charAt(1)} there`);
+    await advance(100);
+    expect(log.texts).toEqual(['Hi ', `${emoji} there`]);
+    // At the end nothing waits: a lone half, should a generator end on one, is sent as it is.
+    batcher.add(emoji.charAt(0));
+    await batcher.flush();
+    expect(log.texts.join('')).toBe(`Hi ${emoji} there${emoji.charAt(0)}`);
+  });
 });

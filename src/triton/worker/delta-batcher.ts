@@ -41,7 +41,7 @@ export class DeltaBatcher {
    * with the first publish failure, if there was one.
    */
   async flush(): Promise<void> {
-    this.send();
+    this.send(true);
     await this.chain;
     if (this.failure !== undefined) throw this.failure;
   }
@@ -52,12 +52,21 @@ export class DeltaBatcher {
     this.timer = undefined;
   }
 
-  private send(): void {
+  /**
+   * Publishes the waiting text. A batch never ends between the two halves of a character
+   * outside the Basic Multilingual Plane (an emoji, say): Redis keeps text as UTF-8, where half a
+   * character cannot exist, so the draft would no longer be the deltas joined. The lone half
+   * waits for the rest, unless this is the last batch (`all`).
+   */
+  private send(all = false): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.pending === '') return;
-    const text = this.pending;
-    this.pending = '';
+    let cut = this.pending.length;
+    const last = this.pending.charCodeAt(cut - 1);
+    if (!all && last >= 0xd800 && last <= 0xdbff) cut--;
+    if (cut === 0) return;
+    const text = this.pending.slice(0, cut);
+    this.pending = this.pending.slice(cut);
     this.lastSentAt = Date.now();
     this.chain = this.chain.then(() =>
       this.failure === undefined
