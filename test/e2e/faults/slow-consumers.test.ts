@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKeyspace, SseParser, type SseMessage } from '../../../src/contract/index.js';
+import { createEventStreamParser, type SseMessage } from '../../../src/client/read-event-stream.js';
+import { createKeyspace } from '../../../src/contract/index.js';
 import { createLogger } from '../../../src/common/logger.js';
 import { EventPublisher } from '../../../src/triton/events/event-publisher.js';
 import { openSse, payloads } from '../../helpers/sse-client.js';
@@ -70,7 +71,7 @@ class StalledClient {
       rest = bytes.subarray(size + 2).toString('utf8');
     }
     const events: SseMessage[] = [];
-    new SseParser({ onEvent: (m) => events.push(m) }).feed(plain);
+    createEventStreamParser({ onEvent: (m) => events.push(m) }).feed(plain);
     return events;
   }
 }
