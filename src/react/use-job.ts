@@ -43,13 +43,13 @@ export interface UseJobResult {
   error: Error | undefined;
   /** The job's final status document, once it completed, failed or was cancelled. */
   result: JobStatusDocument | undefined;
-  /** Where the connection stands: `open`, `reconnecting`, `polling`, `closed`… */
+  /** Where the connection stands: `connecting`, `open`, `reconnecting`, `polling`, `closed`, or `idle` without a job. */
   connection: WatchStatus | 'idle';
   /**
    * Asks mare-api to cancel the job; resolves once it accepted, or when the job had already
    * ended (the watch reports how it ended either way). Rejects with a `MareApiError` otherwise.
    */
-  cancel(): Promise<void>;
+  cancel: () => Promise<void>;
 }
 
 interface JobState {
@@ -67,6 +67,7 @@ const IDLE: JobState = {
   result: undefined,
   connection: 'idle',
 };
+const CONNECTING: JobState = { ...IDLE, connection: 'connecting' };
 
 /**
  * Follows one job from a React component: its status, progress and templates' text as they
@@ -96,10 +97,11 @@ export function useJob(
     () => given ?? new MareClient(baseUrl === undefined ? {} : { baseUrl }),
     [given, baseUrl],
   );
-  const [state, setState] = useState<JobState>(IDLE);
+  const [state, setState] = useState<JobState>(() => (jobId ? CONNECTING : IDLE));
 
   useEffect(() => {
-    setState(IDLE);
+    // A new job starts from nothing (on the first run this is the state already: no render).
+    setState(jobId ? CONNECTING : IDLE);
     if (!jobId) return undefined;
     // A closed watch may still report its closing: that must not touch the next job's state.
     let active = true;
