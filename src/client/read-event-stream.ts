@@ -45,6 +45,7 @@ export function createEventStreamParser(
       if (id !== undefined) lastId = id;
       handlers.onEvent({ id: lastId, event: event ?? 'message', data });
     },
+    // Without a handler the parser skips comments (heartbeats) without copying their text.
     ...(handlers.onComment ? { onComment: (text: string) => handlers.onComment?.(text) } : {}),
     onRetry: (ms) => handlers.onRetry?.(ms),
   });
@@ -73,6 +74,7 @@ export function isEventStream(response: Response): boolean {
   return /^text\/event-stream\b/i.test(type) && response.body !== null;
 }
 
+/** Options of {@link readEventStream}. */
 export interface ReadEventStreamOptions {
   /** Stops reading (the fetch that produced the body should use the same signal). */
   signal: AbortSignal;

@@ -14,6 +14,7 @@ export const QUEUE_UI_PATH = '/admin/queues';
  */
 export type QueueUiGuard = (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
 
+/** What {@link registerQueueUi} shows, and who may see it. */
 export interface QueueUiOptions {
   queue: GenerationQueue;
   /**
