@@ -27,12 +27,12 @@ say() { printf 'setup: %s\n' "$*"; }
 
 # --- Node and node_modules ---------------------------------------------------------------
 if ! command -v node >/dev/null 2>&1; then
-  say "node is missing: install Node.js 20.11 or newer (https://nodejs.org/)" >&2
+  say "node is missing: install Node.js 20.19 or newer (https://nodejs.org/)" >&2
   exit 1
 fi
 node_version=$(node -p 'process.versions.node')
-if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 11) ? 0 : 1)'; then
-  say "node $node_version is too old: Node.js 20.11 or newer is needed" >&2
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+  say "node $node_version is too old: Node.js 20.19 or newer is needed" >&2
   exit 1
 fi
 say "node $node_version: found"

@@ -1,11 +1,7 @@
 import { request as httpRequest, Agent, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import {
-  HEARTBEAT_FRAME,
-  SseParser,
-  TERMINAL_STATUSES,
-  type JobStatus,
-} from '../../src/contract/index.js';
+import { createEventStreamParser } from '../../src/client/read-event-stream.js';
+import { HEARTBEAT_FRAME, TERMINAL_STATUSES, type JobStatus } from '../../src/contract/index.js';
 import { serviceEnv, type BenchContext } from '../lib/bench-context.js';
 import { fmt, type ScenarioResult } from '../lib/bench-report.js';
 import { epochMs, sleep } from '../lib/clock.js';
@@ -43,7 +39,7 @@ async function watchBySse(mareUrl: string, jobId: string): Promise<WatchCost> {
   const res = await get(`${mareUrl}/v1/triton/jobs/${jobId}/subscribe`, false, (s) => (socket = s));
   let status = 'unknown';
   let sawEndAt = 0;
-  const parser = new SseParser({
+  const parser = createEventStreamParser({
     onEvent: (m) => {
       const s = (JSON.parse(m.data) as { status: string }).status;
       status = s;

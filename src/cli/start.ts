@@ -4,6 +4,7 @@ import { redactUrl } from '../common/redis.js';
 import { RedisServer, RedisServerError } from './redis-server.js';
 import { runMain, StartupError, type Closeable } from '../common/run-main.js';
 import { startMare } from '../mare/mare-service.js';
+import { QUEUE_UI_PATH } from '../triton/api/queue-ui.js';
 import { startTriton } from '../triton/triton-service.js';
 
 /**
@@ -61,6 +62,7 @@ runMain(async (initial, logger) => {
         `  Redis       ${redactUrl(redisUrl)} (${redisNote})`,
         `  Postgres    ${triton.database.location}`,
         `API docs at ${triton.url}/docs and ${mare.url}/docs; metrics at /metrics on both.`,
+        ...(config.triton.queueUi ? [`Queue UI at ${triton.url}${QUEUE_UI_PATH}`] : []),
         'Press Ctrl-C to stop everything.',
       ].join('\n'),
     );

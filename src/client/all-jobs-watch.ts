@@ -1,6 +1,6 @@
-import { JobEvent, parseGlobalEventId, RESYNC_EVENT, type SseMessage } from '../contract/index.js';
+import { JobEvent, parseGlobalEventId, RESYNC_EVENT } from '../contract/index.js';
 import { MareApiError } from './mare-api-error.js';
-import { isEventStream, readEventStream } from './read-event-stream.js';
+import { isEventStream, readEventStream, type SseMessage } from './read-event-stream.js';
 import { Watch, type WatchHttp, type WatchOptions } from './watch.js';
 
 /**

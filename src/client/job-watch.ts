@@ -3,12 +3,11 @@ import {
   JobSnapshot,
   TERMINAL_STATUSES,
   type JobStatusDocument,
-  type SseMessage,
 } from '../contract/index.js';
 import { backoffDelay, sleep } from './backoff.js';
 import { JobFailedError } from './job-failed-error.js';
 import { MareApiError } from './mare-api-error.js';
-import { isEventStream, readEventStream } from './read-event-stream.js';
+import { isEventStream, readEventStream, type SseMessage } from './read-event-stream.js';
 import { applyJobEvent, type JobWatchEvent } from './status-document-from-events.js';
 import { TemplateTexts, type TemplateText } from './template-texts.js';
 import { asMareApiError, Watch, type WatchHttp, type WatchOptions } from './watch.js';

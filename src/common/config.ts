@@ -109,6 +109,11 @@ const EnvSchema = z.object({
   PGLITE_DATA_DIR: z.string().min(1).optional(),
   /** Run a worker inside triton-api: `auto` does so exactly when the database is embedded. */
   TRITON_API_WORKER: z.enum(['auto', 'true', 'false']).default('auto'),
+  /**
+   * Serve the queue UI at /admin/queues on triton-api. It has no login yet: `auto` serves it
+   * exactly when HOST is a loopback address, so that only this machine reaches it.
+   */
+  QUEUE_UI: z.enum(['auto', 'true', 'false']).default('auto'),
   WORKER_CONCURRENCY: positiveInt(4),
   /** A separate worker serves /health, /ready and /metrics on this port (0: not at all). */
   WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65_535).default(0),
@@ -173,6 +178,8 @@ export interface TritonConfig {
   databaseUrl: string | undefined;
   pgliteDataDir: string;
   inProcessWorker: boolean;
+  /** Serve the queue UI (bull-board) at /admin/queues. */
+  queueUi: boolean;
   workerConcurrency: number;
   workerMetricsPort: number;
   generationStepMs: number;
@@ -207,6 +214,11 @@ export interface Config {
 /** A configuration value that cannot be used; its message is one line naming the variable. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
+}
+
+/** True for an address only this machine can reach. */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
 }
 
 function deepFreeze<T extends object>(value: T): Readonly<T> {
@@ -257,6 +269,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
           ? 'memory://'
           : path.resolve(e.PGLITE_DATA_DIR ?? path.join(e.DATA_DIR, 'pglite')),
       inProcessWorker: e.TRITON_API_WORKER === 'auto' ? embedded : e.TRITON_API_WORKER === 'true',
+      queueUi: e.QUEUE_UI === 'auto' ? isLoopback(e.HOST) : e.QUEUE_UI === 'true',
       workerConcurrency: e.WORKER_CONCURRENCY,
       workerMetricsPort: e.WORKER_METRICS_PORT,
       generationStepMs: e.GENERATION_STEP_MS,

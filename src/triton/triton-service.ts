@@ -208,6 +208,7 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
       bodyLimit: common.bodyLimitBytes,
       trustProxy: common.trustProxy,
       rateLimit: { perMinute: common.submitRateLimitPerMinute, redis, keyPrefix: common.keyPrefix },
+      queueUi: triton.queueUi ? {} : false,
       readiness: {
         redis: () => redis.ping(),
         database: () => database.ping(),

@@ -110,6 +110,17 @@ describe('loadConfig', () => {
     expect(loadConfig({ TRITON_API_WORKER: 'false' }).triton.inProcessWorker).toBe(false);
   });
 
+  it('serves the queue UI exactly when HOST is a loopback address, unless told', () => {
+    expect(loadConfig({}).triton.queueUi).toBe(true);
+    expect(loadConfig({ HOST: 'localhost' }).triton.queueUi).toBe(true);
+    expect(loadConfig({ HOST: '::1' }).triton.queueUi).toBe(true);
+    expect(loadConfig({ HOST: '127.0.1.1' }).triton.queueUi).toBe(true);
+    expect(loadConfig({ HOST: '0.0.0.0' }).triton.queueUi).toBe(false);
+    expect(loadConfig({ HOST: '10.0.0.5' }).triton.queueUi).toBe(false);
+    expect(loadConfig({ HOST: '0.0.0.0', QUEUE_UI: 'true' }).triton.queueUi).toBe(true);
+    expect(loadConfig({ QUEUE_UI: 'false' }).triton.queueUi).toBe(false);
+  });
+
   it('keeps memory:// for PGlite as is and resolves a data dir to an absolute path', () => {
     expect(loadConfig({ PGLITE_DATA_DIR: 'memory://' }).triton.pgliteDataDir).toBe('memory://');
     expect(loadConfig({ DATA_DIR: 'var/x' }).triton.pgliteDataDir).toBe(
@@ -137,6 +148,7 @@ describe('loadConfig', () => {
     ['LOG_LEVEL', 'verbose'],
     ['LOG_FORMAT', 'xml'],
     ['TRITON_API_WORKER', 'yes'],
+    ['QUEUE_UI', 'on'],
     ['REDIS_KEY_PREFIX', 'has space'],
     ['RESULT_CACHE_TTL_SECONDS', '-1'],
     ['WORKER_CONCURRENCY', '0'],

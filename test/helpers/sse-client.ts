@@ -1,4 +1,4 @@
-import { SseParser, type SseMessage } from '../../src/contract/index.js';
+import { createEventStreamParser, type SseMessage } from '../../src/client/read-event-stream.js';
 import { waitFor } from './wait.js';
 
 /** A test's view of one SSE response: everything it received, as it arrives. */
@@ -23,7 +23,7 @@ export interface SseConnection {
   close(): void;
 }
 
-/** Opens an SSE request with fetch and parses it with the contract's parser. */
+/** Opens an SSE request with fetch and parses it with the client's parser. */
 export async function openSse(
   url: string,
   { lastEventId, headers = {} }: { lastEventId?: string; headers?: Record<string, string> } = {},
@@ -42,7 +42,7 @@ export async function openSse(
   const retries: number[] = [];
   let raw = '';
   let isEnded = false;
-  const parser = new SseParser({
+  const parser = createEventStreamParser({
     onEvent: (m) => events.push(m),
     onComment: (c) => comments.push(c),
     onRetry: (ms) => retries.push(ms),

@@ -1,5 +1,5 @@
 import { connect, type Socket } from 'node:net';
-import { SseParser, type SseMessage } from '../../src/contract/index.js';
+import { createEventStreamParser, type SseMessage } from '../../src/client/read-event-stream.js';
 
 /**
  * An SSE request on a raw socket that the test can stop reading, as a stalled client would:
@@ -71,16 +71,17 @@ export class StalledClient {
   /** The SSE events in the body received so far. */
   events(): SseMessage[] {
     const events: SseMessage[] = [];
-    new SseParser({ onEvent: (m) => events.push(m) }).feed(this.body());
+    createEventStreamParser({ onEvent: (m) => events.push(m) }).feed(this.body());
     return events;
   }
 
   /** The comment lines in the body received so far (heartbeats, the closing comment). */
   comments(): string[] {
     const comments: string[] = [];
-    new SseParser({ onEvent: () => undefined, onComment: (c) => comments.push(c) }).feed(
-      this.body(),
-    );
+    createEventStreamParser({
+      onEvent: () => undefined,
+      onComment: (c) => comments.push(c),
+    }).feed(this.body());
     return comments;
   }
 }

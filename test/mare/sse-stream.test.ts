@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeEvent, SseParser, withStreamId, type JobEvent } from '../../src/contract/index.js';
+import { createEventStreamParser } from '../../src/client/read-event-stream.js';
+import { decodeEvent, withStreamId, type JobEvent } from '../../src/contract/index.js';
 import { LiveEvent } from '../../src/mare/live-event.js';
 import { SseStream, SseWriteBatch, type SseStreamOptions } from '../../src/mare/sse-stream.js';
 import { FakeResponse } from '../helpers/fake-response.js';
@@ -36,7 +37,9 @@ const ids = (text: string) => [...text.matchAll(/^id: (.*)$/gm)].map((m) => m[1]
 /** The events in the text, as a client parses them. */
 function received(text: string): JobEvent[] {
   const events: JobEvent[] = [];
-  new SseParser({ onEvent: (m) => events.push(JSON.parse(m.data) as JobEvent) }).feed(text);
+  createEventStreamParser({ onEvent: (m) => events.push(JSON.parse(m.data) as JobEvent) }).feed(
+    text,
+  );
   return events;
 }
 

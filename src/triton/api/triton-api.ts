@@ -12,6 +12,7 @@ import type { TritonMetrics } from '../triton-metrics.js';
 import type { TritonStore } from '../db/triton-store.js';
 import type { EventPublisher } from '../events/event-publisher.js';
 import type { GenerationQueue } from '../generation-queue.js';
+import { registerQueueUi, type QueueUiGuard } from './queue-ui.js';
 import { registerClientRoutes } from './routes/client-routes.js';
 import { registerJobRoutes } from './routes/job-routes.js';
 import { registerTemplateRoutes } from './routes/template-routes.js';
@@ -38,6 +39,11 @@ export interface TritonApiDeps {
   metrics?: TritonMetrics;
   /** Limit on submissions per client address per minute, counted in this Redis. */
   rateLimit?: SubmitRateLimitOptions;
+  /**
+   * Serve the queue UI at /admin/queues, behind `guard` when one is given (see
+   * {@link registerQueueUi}). @defaultValue false
+   */
+  queueUi?: false | { guard?: QueueUiGuard };
 }
 
 /** triton-api: clients, value propositions, jobs and templates over HTTP. */
@@ -60,5 +66,6 @@ export async function buildTritonApi(deps: TritonApiDeps): Promise<HttpApp> {
   registerClientRoutes(app, deps);
   registerJobRoutes(app, deps, submitLimit);
   registerTemplateRoutes(app, deps);
+  if (deps.queueUi) await registerQueueUi(app, { queue: deps.queue, ...deps.queueUi });
   return app;
 }

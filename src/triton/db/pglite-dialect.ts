@@ -15,6 +15,17 @@ import {
  * Kysely on embedded PGlite. PGlite is one connection, so the driver hands it out to one
  * caller at a time: a transaction then owns it from BEGIN to COMMIT, as a pooled `pg`
  * connection would, and queries from other callers wait their turn.
+ *
+ * Why not a dialect from npm (tried with kysely 0.28 and PGlite 0.5):
+ * - `kysely-pglite` hands the one connection to every caller at once: a query issued while
+ *   another caller's transaction is open runs inside it, and is lost when that transaction
+ *   rolls back (measured: an insert made beside a rolled-back transaction was gone). It also
+ *   brings a code generator's command-line stack (oclif, kysely-codegen, chokidar) along.
+ * - `kysely-pglite-dialect` serialises callers as this does, but its peer range stops at
+ *   PGlite 0.4, so `npm install` refuses it beside 0.5 (ERESOLVE); forced in, the store tests
+ *   failed 24 of 25 because its `destroy()` closes the PGlite instance, which here belongs to
+ *   whoever created it (tests and restarts open Kysely again over the same PGlite). They pass
+ *   only with a proxy that hides `close()`: more code than this file, and a forced install.
  */
 export class PGliteDialect implements Dialect {
   constructor(private readonly pglite: PGlite) {}

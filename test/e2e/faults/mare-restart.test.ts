@@ -1,7 +1,8 @@
 import { EventSource } from 'eventsource';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createKeyspace, SseParser } from '../../../src/contract/index.js';
+import { createEventStreamParser } from '../../../src/client/read-event-stream.js';
+import { createKeyspace } from '../../../src/contract/index.js';
 import { createLogger } from '../../../src/common/logger.js';
 import { startMare, type MareService } from '../../../src/mare/mare-service.js';
 import { openSse, payloads } from '../../helpers/sse-client.js';
@@ -194,7 +195,7 @@ describe('resuming after the history expired', () => {
       expect(resync?.event).toBe('resync');
       expect(JSON.parse(resync?.data ?? '{}')).toMatchObject({ event_type: 'stream:resync' });
       // An empty id resets the client's last event id: its next reconnect starts afresh.
-      const parser = new SseParser({ onEvent: () => undefined }, `${jobId}:3`);
+      const parser = createEventStreamParser({ onEvent: () => undefined }, `${jobId}:3`);
       parser.feed(resumed.raw);
       expect(parser.lastId).toBe('');
 
