@@ -1,7 +1,9 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
 import { MareClient } from '../../src/client/index.js';
+import { createKeyspace } from '../../src/contract/index.js';
 import { createClientWithProposition, startSystem, type TestSystem } from '../helpers/system.js';
 import { waitFor } from '../helpers/wait.js';
 import { seqRange } from '../helpers/events.js';
@@ -66,7 +68,7 @@ afterAll(() => system?.close());
 
 describe('triton-events CLI', () => {
   it(
-    'submit prints the new job id; watch prints each template’s text as it is written, exactly the stored bodies, once',
+    'submit prints the new job id; watch prints each template’s text as it is written, exactly the stored bodies, once (live, or from a snapshot once history expired)',
     { timeout: 60_000 },
     async () => {
       const submitted = run(['submit', clientId, '--url', system.mareUrl]);
@@ -101,6 +103,17 @@ describe('triton-events CLI', () => {
           .map((body) => body.length),
       );
       expect(partial.size).toBeGreaterThanOrEqual(2);
+
+      // Its history gone, the job comes back as one snapshot with its text: printed once too.
+      const redis = new Redis(system.redis.url);
+      try {
+        await redis.del(createKeyspace(system.config.common.keyPrefix).jobHistoryKey(jobId));
+      } finally {
+        redis.disconnect();
+      }
+      const again = run(['watch', jobId, '--url', system.mareUrl]);
+      expect(await again.code).toBe(0);
+      expect(sections(again.stdout())).toEqual(printed);
     },
   );
 
