@@ -218,13 +218,18 @@ async function watch(
       progress = event.progress;
       templatesDone = event.templates_done;
       templatesTotal = event.templates_total;
-    } else if (event.status === 'completed') {
-      progress = 100;
-    } else if (event.event_type === 'job:snapshot') {
-      if (event.progress !== null) progress = event.progress;
-      templatesDone = event.template_count;
+    } else {
+      if (event.status === 'completed') progress = 100;
+      else if (event.event_type === 'job:snapshot' && event.progress !== null)
+        progress = event.progress;
+      if ('template_count' in event && event.template_count !== undefined)
+        templatesDone = event.template_count;
     }
-    const count = templatesTotal ? `  ${templatesDone}/${templatesTotal} templates` : '';
+    const count = templatesTotal
+      ? `  ${templatesDone}/${templatesTotal} templates`
+      : templatesDone
+        ? `  ${templatesDone} templates`
+        : '';
     line.show(`${bar(progress)}  ${event.status}${count}`);
   }
 
@@ -248,8 +253,8 @@ async function watch(
     return code;
   }
   if (text) {
-    // What the stream could not show as it was written (a watch that polled, or that joined
-    // after history expired) is printed now, once, with its title; the rest is already out.
+    // What the stream could not show as it was written (a watch that polled: status documents
+    // carry no text) is printed now, once, with its title; the rest is already out.
     const stored = await client.getJobTemplates(jobId);
     for (const t of stored) {
       if (!printer.printedExactly(t.position, t.body)) {
