@@ -10,8 +10,8 @@ import { seqRange } from '../helpers/events.js';
 
 /**
  * The command-line client, run for real as a child process against a running system. Each
- * template takes 800 ms to write, so that its text arrives in several pieces and a job is
- * still running when a second process cancels it.
+ * template takes 1 s to write, so that its text arrives in several pieces and a job is still
+ * running when a second process, however slow to start on a busy machine, cancels it.
  */
 
 const BIN = path.resolve(import.meta.dirname, '../../bin/triton-events.mjs');
@@ -59,7 +59,7 @@ let mare: MareClient;
 let clientId: string;
 
 beforeAll(async () => {
-  system = await startSystem({ env: { GENERATION_STEP_MS: '800', SSE_RETRY_MS: '100' } });
+  system = await startSystem({ env: { GENERATION_STEP_MS: '1000', SSE_RETRY_MS: '100' } });
   mare = new MareClient({ baseUrl: system.mareUrl });
   clientId = await createClientWithProposition(system.tritonUrl, 'Acme Health', 'Healthcare');
 });
@@ -146,8 +146,11 @@ describe('triton-events CLI', () => {
     'cancel stops a running job: watch keeps the stored text, says so and exits 3; a finished job answers 409',
     { timeout: 60_000 },
     async () => {
-      const { job_id: jobId } = await mare.generateTemplates(clientId);
-      const watched = run(['watch', jobId, '--url', system.mareUrl]);
+      // Submitted and watched by one process, so that the watch follows the job from its start
+      // and the second template's first words arrive about one template into the job, leaving
+      // the cancel command five more to start.
+      const watched = run(['submit', clientId, '--watch', '--url', system.mareUrl]);
+      const jobId = await waitFor('the job id', () => /^(\S{36})\n/.exec(watched.stdout())?.[1]);
       // The second template is being written: the first is stored.
       await waitFor('the second template’s text', () => sections(watched.stdout())[1]?.body, {
         timeoutMs: 20_000,
@@ -162,7 +165,7 @@ describe('triton-events CLI', () => {
       const doc = await mare.getJob(jobId);
       expect(doc.status).toBe('cancelled');
       expect(watched.stderr()).toContain(
-        `Job ${jobId} was cancelled after ${doc.generation_duration_ms} ms; it kept ${doc.template_count} templates`,
+        `Job ${jobId} was cancelled after ${doc.generation_duration_ms} ms; it kept ${doc.template_count} template${doc.template_count === 1 ? '' : 's'}\n`,
       );
       const kept = await mare.getJobTemplates(jobId);
       expect(kept.length).toBe(doc.template_count);
