@@ -10,6 +10,11 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { MareClient } from '../../src/client/index.js';
 import { createKeyspace } from '../../src/contract/index.js';
+import {
+  startOpenAiTestServer,
+  streamOf,
+  type OpenAiTestServer,
+} from '../helpers/openai-test-server.js';
 import { startSystem, type TestSystem } from '../helpers/system.js';
 import { waitFor } from '../helpers/wait.js';
 import { seqRange } from '../helpers/events.js';
@@ -17,7 +22,9 @@ import { seqRange } from '../helpers/events.js';
 /**
  * The dashboard (`GET /` on mare-api) in a real browser: Debian's Chromium driven by
  * playwright-core, against the whole system. Jobs take 7 steps of 120 ms so that a progress bar
- * can be seen moving; the gateway tells browsers to reconnect after 300 ms.
+ * can be seen moving; the gateway tells browsers to reconnect after 300 ms. A second system,
+ * whose templates take 600 ms each, serves the tests that watch text being written and cancel
+ * running jobs.
  */
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -42,6 +49,8 @@ let mare: MareClient;
 const contexts: BrowserContext[] = [];
 /** Console errors, failed requests and uncaught exceptions of every page, by page. */
 const problems = new Map<Page, string[]>();
+/** The all-jobs feed, whose connections some tests cut on purpose (see cutFeed). */
+const FEED_URL = /\/v1\/triton\/events/;
 
 beforeAll(async () => {
   // Never skip: a missing browser is a broken test setup, and it must say how to fix it.
@@ -80,7 +89,10 @@ async function newPage({
   const seen: string[] = [];
   problems.set(page, seen);
   page.on('console', (m) => {
-    if (m.type() === 'error') seen.push(`console: ${m.text()}`);
+    if (m.type() !== 'error') return;
+    // The browser reports each feed connection an outage stopped (see cutFeed) as an error.
+    if (m.text().endsWith('net::ERR_FAILED') && FEED_URL.test(m.location().url)) return;
+    seen.push(`console: ${m.text()}`);
   });
   page.on('pageerror', (err) => seen.push(`page error: ${err.message}`));
   page.on('requestfailed', (r) => {
@@ -92,8 +104,8 @@ async function newPage({
   return page;
 }
 
-async function openDashboard(page: Page): Promise<void> {
-  await page.goto(system.mareUrl);
+async function openDashboard(page: Page, url = system.mareUrl): Promise<void> {
+  await page.goto(url);
   await page.waitForSelector('#connection[data-state="live"]');
 }
 
@@ -139,6 +151,104 @@ function progressSeen(page: Page, jobId: string): Promise<number[]> {
       (window as unknown as { progressSeen: Record<string, number[]> }).progressSeen[id] ?? [],
     jobId,
   );
+}
+
+/** A template card as the page shows it. */
+interface CardSeen {
+  index: number;
+  title: string;
+  text: string;
+  state: string;
+  partial: boolean;
+}
+
+/** The template cards of a job's row, in order. */
+function cardsOf(page: Page, jobId: string): Promise<CardSeen[]> {
+  return page.evaluate(
+    (id) =>
+      Array.from(document.querySelectorAll(`li[data-job-id="${id}"] .template-list > li`)).map(
+        (li) => {
+          const el = li as HTMLElement;
+          return {
+            index: Number(el.dataset.index),
+            title: el.querySelector('h3')?.textContent ?? '',
+            text: el.querySelector('.body')?.textContent ?? '',
+            state: el.dataset.state ?? '',
+            partial: el.dataset.partial === 'true',
+          };
+        },
+      ),
+    jobId,
+  );
+}
+
+/** Records every version of every template card's text a page shows, from the first paint. */
+async function recordTexts(page: Page): Promise<void> {
+  await page.addInitScript(() => {
+    const seen: { job: string; index: number; text: string; state: string; partial: boolean }[] =
+      [];
+    const last = new Map<string, string>();
+    (window as unknown as { textsSeen: typeof seen }).textsSeen = seen;
+    new MutationObserver(() => {
+      for (const li of Array.from(document.querySelectorAll<HTMLElement>('.template-list > li'))) {
+        const job = li.closest<HTMLElement>('li[data-job-id]')?.dataset.jobId ?? '';
+        const card = {
+          job,
+          index: Number(li.dataset.index),
+          text: li.querySelector('.body')?.textContent ?? '',
+          state: li.dataset.state ?? '',
+          partial: li.dataset.partial === 'true',
+        };
+        const key = `${job}:${card.index}`;
+        const value = JSON.stringify(card);
+        if (last.get(key) === value) continue;
+        last.set(key, value);
+        seen.push(card);
+      }
+    }).observe(document, {
+      subtree: true,
+      childList: true,
+      characterData: true,
+      attributes: true,
+      attributeFilter: ['data-state', 'data-partial'],
+    });
+  });
+}
+
+function textsSeen(page: Page, jobId: string) {
+  return page.evaluate(
+    (id) =>
+      (
+        window as unknown as {
+          textsSeen: {
+            job: string;
+            index: number;
+            text: string;
+            state: string;
+            partial: boolean;
+          }[];
+        }
+      ).textsSeen.filter((t) => t.job === id),
+    jobId,
+  );
+}
+
+/**
+ * Every text the page ever showed in a stored template's card was part of the stored body: the
+ * beginning of it, or (marked partial, after events were lost) a piece of it. Nothing repeated,
+ * nothing from elsewhere.
+ */
+function expectOnlyStoredText(
+  seen: { index: number; text: string; partial: boolean }[],
+  stored: { position: number; body: string }[],
+): void {
+  for (const t of seen) {
+    const body = stored.find((s) => s.position === t.index)?.body;
+    if (body === undefined) continue;
+    if (t.partial) expect(body).toContain(t.text);
+    else
+      expect(body.startsWith(t.text), `template ${t.index}: ${JSON.stringify(t.text)}`).toBe(true);
+  }
 }
 
 /** Fills in and submits the "New client" form; resolves with the created client's id. */
@@ -235,18 +345,30 @@ describe('the dashboard', { timeout: 60_000 }, () => {
     expect(await row.locator('.job-duration').textContent()).toMatch(/^\d+(\.\d+)? (ms|s)$/);
     expect(await page.locator('#announcer').textContent()).toContain('completed: 7 templates');
 
-    // Open the finished job's templates with the keyboard.
+    // Watched as it ran, its templates are open: the stored ones, titled once it ended.
     const toggle = row.locator('.templates-toggle');
-    expect((await toggle.textContent())?.trim()).toBe('Show templates');
+    expect((await toggle.textContent())?.trim()).toBe('Hide templates');
+    expect(await toggle.getAttribute('aria-expanded')).toBe('true');
+    const templates = await mare.getJobTemplates(jobId);
+    expect(templates.every((t) => t.client_id === clientId)).toBe(true);
+    await waitFor(
+      'the titles',
+      async () =>
+        (await row.locator('.template-list h3').allTextContents()).join() ===
+        templates.map((t) => t.title).join(),
+    );
+    expect((await cardsOf(page, jobId)).map((c) => c.text)).toEqual(templates.map((t) => t.body));
+    expect(await row.locator('.cancel-button').isHidden()).toBe(true);
+
+    // Hide them and show them again with the keyboard.
     await toggle.focus();
     await page.keyboard.press('Enter');
-    await row.locator('.template-list li').nth(6).waitFor();
+    expect(await toggle.getAttribute('aria-expanded')).toBe('false');
+    expect((await toggle.textContent())?.trim()).toBe('Show templates');
+    expect(await row.locator('.templates').isHidden()).toBe(true);
+    await page.keyboard.press('Enter');
     expect(await toggle.getAttribute('aria-expanded')).toBe('true');
-    expect((await toggle.textContent())?.trim()).toBe('Hide templates');
-    const titles = await row.locator('.template-list h3').allTextContents();
-    const templates = await mare.getJobTemplates(jobId);
-    expect(titles).toEqual(templates.map((t) => t.title));
-    expect(templates.every((t) => t.client_id === clientId)).toBe(true);
+    await row.locator('.template-list li').nth(6).waitFor();
     expectNoProblems(page);
   });
 
@@ -491,31 +613,77 @@ eventSource.onerror = (error) => {
       'console: Failed to load resource: the server responded with a status of 404 (Not Found)',
     ]);
   });
+});
 
-  it('renders a screenshot of finished jobs with one job’s templates open', async () => {
-    const client = await mare.createClient({ name: 'Adventure Works', industry: 'Travel' });
-    await mare.createValueProposition(client.id, {
+describe('live text and cancellation', { timeout: 60_000 }, () => {
+  /** Templates take 600 ms each: their text arrives in several pieces, and jobs can be caught running. */
+  let slow: TestSystem;
+  let slowMare: MareClient;
+  let clientId: string;
+
+  beforeAll(async () => {
+    slow = await startSystem({ env: { GENERATION_STEP_MS: '600', SSE_RETRY_MS: '300' } });
+    slowMare = new MareClient({ baseUrl: slow.mareUrl });
+    const client = await slowMare.createClient({ name: 'Adventure Works', industry: 'Travel' });
+    await slowMare.createValueProposition(client.id, {
       content: 'Trips planned in minutes, not weeks',
       is_active: true,
     });
-    const finished: string[] = [];
-    for (const id of [client.id, NIL_CLIENT, client.id, client.id]) {
-      const { job_id } = await mare.generateTemplates(id);
-      await mare.watchJob(job_id).done;
-      finished.push(job_id);
-    }
-    // Newest first: the open job, a completed one, the failed one, another completed one.
-    const page = await newPage({ width: 1200, height: 1300 });
-    await openDashboard(page);
-    const shown = finished.at(-1) ?? '';
-    await waitForJobStatus(page, shown, 'completed');
-    await jobRow(page, shown).getByRole('button', { name: 'Show templates' }).click();
-    await jobRow(page, shown).locator('.template-list li').nth(6).waitFor();
-    // Open the first template, as a reader would, then take the picture.
-    await jobRow(page, shown).locator('.template-list summary').first().click();
+    clientId = client.id;
+  }, 90_000);
+
+  afterAll(() => slow?.close());
+
+  /** Waits until the page shows a job's template `index` being written, with some text. */
+  async function waitForWriting(
+    page: Page,
+    jobId: string,
+    index: number,
+    minLength = 1,
+  ): Promise<void> {
+    await page.waitForFunction(
+      ([id, i, min]) => {
+        const card = document.querySelector<HTMLElement>(
+          `li[data-job-id="${id}"] .template-list > li[data-index="${i}"]`,
+        );
+        const text = card?.querySelector('.body')?.textContent ?? '';
+        return card?.dataset.state === 'writing' && text.length >= min;
+      },
+      [jobId, index, minLength] as const,
+    );
+  }
+
+  /** Keeps the page's feed from reconnecting (as a network outage would), until `restore`. */
+  async function cutFeed(page: Page): Promise<() => Promise<void>> {
+    const pattern = '**/v1/triton/events*';
+    await page.route(pattern, (route) => route.abort());
+    slow.mare.hub.closeAll();
+    await page.waitForSelector('#connection:not([data-state="live"])');
+    return () => page.unroute(pattern);
+  }
+
+  it('renders a screenshot: a job being written, a cancelled one, a failed one and a finished one', async () => {
+    const page = await newPage({ width: 1200, height: 960 });
+    await openDashboard(page, slow.mareUrl);
+    // Oldest first, so newest on top: completed, failed, cancelled, running.
+    const { job_id: completed } = await slowMare.generateTemplates(clientId);
+    await waitForWriting(page, completed, 0);
+    const { job_id: failed } = await slowMare.generateTemplates(NIL_CLIENT);
+    const { job_id: cancelled } = await slowMare.generateTemplates(clientId);
+    await waitForWriting(page, cancelled, 1);
+    await slowMare.cancelJob(cancelled);
+    await waitForJobStatus(page, cancelled, 'cancelled');
+    await waitForJobStatus(page, failed, 'failed');
+    await waitForJobStatus(page, completed, 'completed');
+    const { job_id: running } = await slowMare.generateTemplates(clientId);
+    onTestFinished(() => void slowMare.cancelJob(running).catch(() => undefined));
+    // The finished job's reader has closed its templates.
+    await jobRow(page, completed).getByRole('button', { name: 'Hide templates' }).click();
+    await waitForWriting(page, running, 3, 250);
     await page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur());
 
-    const image = await page.screenshot({ fullPage: false });
+    // Animations stopped at their start: the caret where text is being written shows.
+    const image = await page.screenshot({ fullPage: false, animations: 'disabled' });
     // docs/dashboard.png is the README's picture: refreshed only on request (UPDATE_SCREENSHOT=1).
     const dirs =
       process.env.UPDATE_SCREENSHOT === '1' ? ['docs', 'test-artifacts'] : ['test-artifacts'];
@@ -526,6 +694,220 @@ eventSource.onerror = (error) => {
     // A PNG 1200 px wide (width is bytes 16–19 of the IHDR chunk).
     expect(image.subarray(1, 4).toString('ascii')).toBe('PNG');
     expect(image.readUInt32BE(16)).toBe(1200);
+    expectNoProblems(page);
+  });
+
+  it("fills in each template's card as its text is written, and ends with exactly the stored text", async () => {
+    const page = await newPage();
+    await recordTexts(page);
+    await openDashboard(page, slow.mareUrl);
+    const { job_id } = await slowMare.generateTemplates(clientId);
+    const row = jobRow(page, job_id);
+    // Open as soon as text arrives, the card being written open too.
+    await waitForWriting(page, job_id, 0);
+    expect(await row.locator('.templates-toggle').getAttribute('aria-expanded')).toBe('true');
+    expect(
+      await row.locator('.template-list > li[data-index="0"] details').getAttribute('open'),
+    ).toBe('');
+    await waitForJobStatus(page, job_id, 'completed');
+
+    const stored = await slowMare.getJobTemplates(job_id);
+    expect(stored).toHaveLength(7);
+    // Once it ended: every card holds its stored text and title, finished, nothing partial.
+    await waitFor(
+      'the titles',
+      async () =>
+        (await cardsOf(page, job_id)).map((c) => c.title).join() ===
+        stored.map((t) => t.title).join(),
+    );
+    const cards = await cardsOf(page, job_id);
+    expect(cards.map((c) => c.text)).toEqual(stored.map((t) => t.body));
+    expect(cards.every((c) => c.state === 'done' && !c.partial)).toBe(true);
+
+    // While it ran, each card's text grew: the same card at several unfinished lengths.
+    const seen = await textsSeen(page, job_id);
+    for (const index of [0, 6]) {
+      const lengths = new Set(
+        seen
+          .filter((t) => t.index === index && t.state === 'writing' && t.text !== '')
+          .map((t) => t.text.length),
+      );
+      expect(lengths.size, `template ${index}`).toBeGreaterThanOrEqual(2);
+    }
+    expect(seen.some((t) => t.partial)).toBe(false);
+    expectOnlyStoredText(seen, stored);
+    expectNoProblems(page);
+  });
+
+  it('cancels a running job from its Cancel button, and shows it cancelled with the templates it kept', async () => {
+    const page = await newPage();
+    await openDashboard(page, slow.mareUrl);
+    const { job_id } = await slowMare.generateTemplates(clientId);
+    const row = jobRow(page, job_id);
+    await waitForWriting(page, job_id, 1);
+    const [answer] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith(`/v1/triton/jobs/${job_id}/cancel`)),
+      row.getByRole('button', { name: 'Cancel job' }).click(),
+    ]);
+    expect(answer.status()).toBe(202);
+    await waitForJobStatus(page, job_id, 'cancelled');
+
+    const doc = await slowMare.getJob(job_id);
+    expect(doc.status).toBe('cancelled');
+    const kept = await slowMare.getJobTemplates(job_id);
+    expect(kept.length).toBe(doc.template_count);
+    expect(kept.length).toBeGreaterThanOrEqual(1);
+    expect(kept.length).toBeLessThan(7);
+    expect(await row.locator('.badge').textContent()).toBe('cancelled');
+    expect(await row.locator('.job-count').textContent()).toBe(
+      `${kept.length} of 7 templates kept`,
+    );
+    expect(await row.getByRole('button', { name: 'Cancel job' }).isHidden()).toBe(true);
+    // The kept templates, and not the one that was being written.
+    await waitFor(
+      'the kept templates, titled',
+      async () =>
+        (await cardsOf(page, job_id)).map((c) => c.title).join() ===
+        kept.map((t) => t.title).join(),
+    );
+    expect((await cardsOf(page, job_id)).map((c) => c.text)).toEqual(kept.map((t) => t.body));
+    expect(await page.locator('#announcer').textContent()).toContain(
+      `cancelled: kept ${kept.length} template`,
+    );
+    expectNoProblems(page);
+  });
+
+  it('says why a job cannot be cancelled when it had already ended (409), and shows how it ended', async () => {
+    const page = await newPage();
+    await openDashboard(page, slow.mareUrl);
+    const { job_id } = await slowMare.generateTemplates(clientId);
+    const row = jobRow(page, job_id);
+    await waitForWriting(page, job_id, 0);
+    // The page loses its feed; meanwhile the job is cancelled from elsewhere.
+    const restore = await cutFeed(page);
+    await slowMare.cancelJob(job_id);
+    await waitFor(
+      'the job to end',
+      async () => (await slowMare.getJob(job_id)).status === 'cancelled',
+    );
+    expect(await row.getAttribute('data-status')).toBe('running');
+
+    await row.getByRole('button', { name: 'Cancel job' }).click();
+    const note = row.locator('.job-note');
+    await note.waitFor();
+    expect(await note.textContent()).toBe(
+      `Could not cancel: Job ${job_id} already cancelled; it cannot be cancelled.`,
+    );
+    // The page asked how it ended, without waiting for its feed.
+    await waitForJobStatus(page, job_id, 'cancelled');
+    expect(await page.locator('#announcer').textContent()).toContain('Could not cancel');
+    await restore();
+    await page.waitForSelector('#connection[data-state="live"]');
+    expect(await row.getAttribute('data-status')).toBe('cancelled');
+    // The browser logs the 409 it was answered, and nothing else.
+    expect(problems.get(page)).toEqual([
+      'console: Failed to load resource: the server responded with a status of 409 (Conflict)',
+    ]);
+  });
+
+  it('keeps every template’s text whole through a resync: nothing lost, nothing repeated', async () => {
+    const page = await newPage();
+    await recordTexts(page);
+    await openDashboard(page, slow.mareUrl);
+    const { job_id } = await slowMare.generateTemplates(clientId);
+    await waitForWriting(page, job_id, 1);
+    // The page's feed drops and the job's history goes: its Last-Event-ID cannot be resumed.
+    const restore = await cutFeed(page);
+    const keyspace = createKeyspace(slow.config.common.keyPrefix);
+    const redis = new Redis(slow.redis.url);
+    try {
+      await redis.del(keyspace.jobHistoryKey(job_id));
+      // Events the page never gets: the rest of a template's text, and its being stored...
+      await waitFor(
+        'a template stored while the page is away',
+        async () => (await slowMare.getJob(job_id)).template_count >= 3,
+        { timeoutMs: 20_000 },
+      );
+      // ...nor from the recent history it reloads: there is a hole in what it hears of the job.
+      await redis.xtrim(keyspace.globalHistoryKey, 'MAXLEN', 0);
+    } finally {
+      redis.disconnect();
+    }
+    await restore();
+    await waitForJobStatus(page, job_id, 'completed');
+
+    const stored = await slowMare.getJobTemplates(job_id);
+    await waitFor(
+      'the titles',
+      async () =>
+        (await cardsOf(page, job_id)).map((c) => c.title).join() ===
+        stored.map((t) => t.title).join(),
+    );
+    const cards = await cardsOf(page, job_id);
+    expect(cards.map((c) => c.text)).toEqual(stored.map((t) => t.body));
+    expect(cards.every((c) => c.state === 'done' && !c.partial)).toBe(true);
+    const seen = await textsSeen(page, job_id);
+    expectOnlyStoredText(seen, stored);
+    // The template being written when the feed dropped showed only what came after the resync.
+    expect(seen.some((t) => t.index === 1 && t.partial)).toBe(true);
+    expectNoProblems(page);
+  });
+});
+
+describe('with a language model', { timeout: 60_000 }, () => {
+  let model: OpenAiTestServer;
+  let withModel: TestSystem;
+
+  beforeAll(async () => {
+    model = await startOpenAiTestServer();
+    withModel = await startSystem({
+      env: {
+        GENERATOR: 'openai',
+        OPENAI_BASE_URL: model.url,
+        OPENAI_MODEL: 'test-model',
+        OPENAI_API_KEY: 'sk-browser-0123456789',
+        JOB_ATTEMPTS: '1',
+      },
+    });
+  }, 90_000);
+
+  afterAll(async () => {
+    await withModel?.close();
+    await model?.close();
+  });
+
+  it('shows what a job’s model calls cost: tokens and model time, for the job and each template', async () => {
+    const modelMare = new MareClient({ baseUrl: withModel.mareUrl });
+    const client = await modelMare.createClient({ name: 'Litware', industry: 'Insurance' });
+    await modelMare.createValueProposition(client.id, {
+      content: 'Claims settled in a day',
+      is_active: true,
+    });
+    model.answer(
+      ...Array.from({ length: 7 }, (_, i) =>
+        streamOf(`Template ${i + 1} for Litware.`, {
+          size: 6,
+          usage: { prompt_tokens: 100, completion_tokens: 20 + i },
+        }),
+      ),
+    );
+    const page = await newPage();
+    await openDashboard(page, withModel.mareUrl);
+    const { job_id } = await modelMare.generateTemplates(client.id);
+    await waitForJobStatus(page, job_id, 'completed');
+    const row = jobRow(page, job_id);
+    const usage = row.locator('.job-usage');
+    // 7 × 100 prompt tokens, 20 + 21 + … + 26 completion tokens.
+    expect(await usage.textContent()).toMatch(/^861 tokens · \d+(\.\d+)? m?s model time$/);
+    expect(await usage.getAttribute('title')).toBe(
+      '700 prompt + 161 completion tokens, 7 requests',
+    );
+    await waitFor('the templates’ own usage', async () =>
+      (await row.locator('.template-state').allTextContents()).every((t) =>
+        / tokens · .* model time$/.test(t),
+      ),
+    );
+    expect(await row.locator('.template-state').first().textContent()).toMatch(/^120 tokens · /);
     expectNoProblems(page);
   });
 });

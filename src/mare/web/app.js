@@ -1,13 +1,26 @@
-// The mare-api dashboard: create clients, submit jobs, watch every job live.
+// The mare-api dashboard: create clients, submit jobs, watch every job live, its templates'
+// text included, and cancel the ones still running.
 // Plain JS on purpose (no build step): it talks to the API on its own origin, renders with
-// textContent only (never HTML from data), and follows /v1/triton/events with EventSource,
-// which reconnects by itself and sends Last-Event-ID so nothing is missed or repeated.
+// textContent and text nodes only (never HTML from data: model output is text), and follows
+// /v1/triton/events with EventSource, which reconnects by itself and sends Last-Event-ID so
+// nothing is missed or repeated.
 
 const HISTORY = 200;
 /** Rows kept on the page: the newest jobs. */
 const MAX_JOBS = 100;
-/** Events older than this are history being replayed: shown, but not read out. */
+/** Events older than this are history being replayed: shown, but neither read out nor opened. */
 const ANNOUNCE_WITHIN_MS = 15_000;
+const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+/** What each kind of template is called until its title is known. */
+const KIND_LABELS = {
+  outreach_email: 'Outreach email',
+  linkedin_post: 'LinkedIn post',
+  landing_page_hero: 'Landing page hero',
+  call_script: 'Call script',
+  follow_up_email: 'Follow-up email',
+  case_study_teaser: 'Case study teaser',
+  ad_copy: 'Ad copy',
+};
 
 const $ = (selector) => {
   const el = document.querySelector(selector);
@@ -31,13 +44,19 @@ const ui = {
 
 /** Clients by id, for naming jobs. */
 const clients = new Map();
-/** Jobs by id: { doc-like state, lastSeq, row elements }. */
+/** Jobs by id: { doc-like state, lastSeq, template cards, row elements }. */
 const jobs = new Map();
 
 // ---------------------------------------------------------------------------------------------
 // API
 
-class ApiError extends Error {}
+class ApiError extends Error {
+  constructor(message, status = 0, code = undefined) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
 
 async function api(method, path, body) {
   let response;
@@ -55,7 +74,11 @@ async function api(method, path, body) {
   }
   const data = await response.json().catch(() => undefined);
   if (!response.ok) {
-    throw new ApiError(data?.error?.message ?? `The gateway answered ${response.status}`);
+    throw new ApiError(
+      data?.error?.message ?? `The gateway answered ${response.status}`,
+      response.status,
+      data?.error?.code,
+    );
   }
   return data;
 }
@@ -171,9 +194,26 @@ function formatTime(iso) {
   });
 }
 
+const numbers = new Intl.NumberFormat();
+
+/** What a job's (or a template's) model calls cost, in words; '' when there were none. */
+function formatUsage(usage) {
+  if (!usage) return '';
+  const tokens = usage.prompt_tokens + usage.completion_tokens;
+  if (tokens === 0 && usage.requests === 0) return '';
+  return `${numbers.format(tokens)} tokens · ${formatDuration(usage.model_ms)} model time`;
+}
+
+function usageDetail(usage) {
+  return usage
+    ? `${numbers.format(usage.prompt_tokens)} prompt + ${numbers.format(usage.completion_tokens)} completion tokens, ${usage.requests} request${usage.requests === 1 ? '' : 's'}`
+    : '';
+}
+
 /** Folds an event (or a status document) into a job, creating its row when it is new. */
 function upsertJob(event) {
   let job = jobs.get(event.job_id);
+  const seq = event.seq ?? 0;
   if (!job) {
     job = {
       id: event.job_id,
@@ -184,8 +224,26 @@ function upsertJob(event) {
       total: 0,
       duration: null,
       error: null,
+      usage: null,
       createdAt: event.timestamp ?? new Date().toISOString(),
       lastSeq: 0,
+      /**
+       * Templates from this position on are seen from their first word. Known from the start
+       * for a job met at its first event (or submitted here); else from the first template
+       * that starts after a `job:progress` seen here.
+       */
+      textFrom: seq <= 1 && event.event_type !== 'job:snapshot' ? 0 : Infinity,
+      /** Template cards by position. */
+      cards: new Map(),
+      panelOpen: false,
+      /** Whoever opened or closed the templates decides from then on, not the feed. */
+      panelChosen: false,
+      /** The stored templates were read after the job ended (titles, final text). */
+      storedLoaded: false,
+      loading: false,
+      loadAgain: false,
+      cancelling: false,
+      note: null,
       row: createRow(event.job_id),
     };
     jobs.set(job.id, job);
@@ -193,17 +251,28 @@ function upsertJob(event) {
     ui.jobsEmpty.hidden = true;
     trimJobs();
   }
-  const seq = event.seq ?? 0;
   // Each event once: a reconnect or a reload may bring back some we have.
   if (event.event_type !== 'job:snapshot' && seq !== 0 && seq <= job.lastSeq) return;
-  const terminal = job.status === 'completed' || job.status === 'failed';
+  const terminal = TERMINAL.has(job.status);
   job.lastSeq = Math.max(job.lastSeq, seq);
   if (terminal && event.event_type !== 'job:snapshot') return;
+  // A document read before the end must not reopen a job whose end is known.
+  if (terminal && !TERMINAL.has(event.status)) return;
+
+  if (event.event_type === 'job:delta') {
+    // The hot path: only the card changes (and the row, for a job's first text).
+    const firstText = job.status !== 'running' || !job.cards.has(event.template_index);
+    job.status = 'running';
+    if (appendText(job, event) || firstText) renderJob(job);
+    return;
+  }
 
   const before = job.status;
   switch (event.event_type) {
     case 'job:queued':
-      job.createdAt = event.timestamp;
+      // A job handed back to the queue (its worker stopped) is queued again, not new.
+      if (seq <= 1) job.createdAt = event.timestamp;
+      job.status = 'queued';
       break;
     case 'job:started':
       job.status = 'running';
@@ -213,28 +282,44 @@ function upsertJob(event) {
       job.progress = event.progress;
       job.done = event.templates_done;
       job.total = event.templates_total;
+      // The next template starts after this event: its text is seen from its first word.
+      job.textFrom = Math.min(job.textFrom, event.templates_done);
+      markStored(job, event.templates_done);
       break;
     case 'job:completed':
       job.status = 'completed';
       job.progress = 100;
       job.done = job.total = event.template_count;
       job.duration = event.generation_duration_ms;
+      job.usage = event.usage ?? null;
       break;
     case 'job:failed':
-      job.status = 'failed';
-      job.error = event.error_message;
+    case 'job:cancelled':
+      job.status = event.status;
+      job.error = event.error_message ?? null;
       job.duration = event.generation_duration_ms;
+      job.done = event.template_count ?? event.template_ids?.length ?? job.done;
+      job.usage = event.usage ?? null;
       break;
     default:
-      // A status document (after a resync): take what it says.
+      // A status document (after a resync, or a cancellation's answer): take what it says.
       job.status = event.status;
       if (event.progress != null) job.progress = event.progress;
       if (event.template_count != null) job.done = event.template_count;
       if (event.generation_duration_ms != null) job.duration = event.generation_duration_ms;
       if (event.error_message) job.error = event.error_message;
+      if (event.usage) job.usage = event.usage;
+      if (!TERMINAL.has(job.status)) markStored(job, job.done);
       break;
   }
+  if (TERMINAL.has(job.status)) {
+    job.cancelling = false;
+    markStored(job, job.done);
+    // Only stored templates are kept: the one being written when the job ended is gone.
+    for (const card of [...job.cards.values()]) if (!card.done) removeCard(job, card);
+  }
   renderJob(job);
+  loadTemplatesIfNeeded(job);
   if (job.status !== before && isRecent(event.timestamp)) announce(job);
 }
 
@@ -249,6 +334,7 @@ function announce(job) {
     running: 'started',
     completed: `completed: ${job.done} templates in ${formatDuration(job.duration)}`,
     failed: `failed: ${job.error ?? 'no reason given'}`,
+    cancelled: `cancelled: kept ${job.done} template${job.done === 1 ? '' : 's'}`,
   }[job.status];
   ui.announcer.textContent = `Job ${shortId(job.id)} for ${name} ${what}.`;
 }
@@ -275,21 +361,28 @@ function createRow(jobId) {
     fill: li.querySelector('.bar-fill'),
     count: li.querySelector('.job-count'),
     duration: li.querySelector('.job-duration'),
+    usage: li.querySelector('.job-usage'),
     error: li.querySelector('.job-error'),
     toggle: li.querySelector('.templates-toggle'),
+    cancel: li.querySelector('.cancel-button'),
+    note: li.querySelector('.job-note'),
     templates: li.querySelector('.templates'),
+    templatesStatus: li.querySelector('.templates-status'),
+    list: li.querySelector('.template-list'),
   };
   row.id.textContent = shortId(jobId);
   row.id.title = jobId;
   row.templates.id = `templates-${jobId}`;
   row.toggle.setAttribute('aria-controls', row.templates.id);
   row.toggle.addEventListener('click', () => toggleTemplates(jobs.get(jobId)));
+  row.cancel.addEventListener('click', () => void cancelJob(jobs.get(jobId)));
   return row;
 }
 
 function renderJob(job) {
   const { row } = job;
   const client = clients.get(job.clientId);
+  const terminal = TERMINAL.has(job.status);
   row.li.dataset.status = job.status;
   row.badge.textContent = job.status;
   row.client.textContent = client ? client.name : `Unknown client ${shortId(job.clientId)}`;
@@ -302,48 +395,263 @@ function renderJob(job) {
   );
   row.bar.setAttribute('aria-label', `Progress of job ${shortId(job.id)}`);
   row.fill.style.width = `${progress}%`;
-  row.count.textContent = job.total ? `${job.done}/${job.total} templates` : '';
+  row.count.textContent =
+    terminal && job.status !== 'completed'
+      ? keptText(job)
+      : job.total
+        ? `${job.done}/${job.total} templates`
+        : '';
   row.duration.textContent = job.duration != null ? formatDuration(job.duration) : '';
+  row.usage.textContent = formatUsage(job.usage);
+  row.usage.title = usageDetail(job.usage);
   row.error.hidden = job.status !== 'failed';
   row.error.textContent = job.status === 'failed' ? (job.error ?? 'The job failed.') : '';
-  row.toggle.hidden = job.status !== 'completed';
+  row.toggle.hidden = job.cards.size === 0 && !(terminal && job.done > 0);
+  row.toggle.setAttribute('aria-expanded', String(job.panelOpen));
+  row.toggle.textContent = job.panelOpen ? 'Hide templates' : 'Show templates';
+  row.templates.hidden = !job.panelOpen || row.toggle.hidden;
+  row.cancel.hidden = terminal;
+  row.cancel.disabled = job.cancelling;
+  row.cancel.textContent = job.cancelling ? 'Cancelling…' : 'Cancel job';
+  row.note.hidden = !job.note;
+  row.note.textContent = job.note ?? '';
 }
 
-async function toggleTemplates(job) {
-  if (!job) return;
-  const { toggle, templates } = job.row;
-  const open = toggle.getAttribute('aria-expanded') === 'true';
-  toggle.setAttribute('aria-expanded', String(!open));
-  toggle.textContent = open ? 'Show templates' : 'Hide templates';
-  templates.hidden = open;
-  if (open || templates.dataset.loaded) return;
-  templates.textContent = 'Loading templates…';
-  try {
-    const { templates: list } = await api('GET', `/v1/triton/jobs/${job.id}/templates`);
-    const ol = document.createElement('ol');
-    ol.className = 'template-list';
-    // One disclosure per template: seven bodies at once would push every other job away.
-    for (const t of list) {
-      const li = document.createElement('li');
-      const details = document.createElement('details');
-      const summary = document.createElement('summary');
-      const h = document.createElement('h3');
-      h.textContent = t.title;
-      const kind = document.createElement('span');
-      kind.className = 'kind';
-      kind.textContent = t.kind.replaceAll('_', ' ');
-      summary.append(h, kind);
-      const body = document.createElement('p');
-      body.className = 'body';
-      body.textContent = t.body;
-      details.append(summary, body);
-      li.append(details);
-      ol.append(li);
+/** What a failed or cancelled job kept: its stored templates. */
+function keptText(job) {
+  if (job.done === 0) return '';
+  const of = job.total ? ` of ${job.total}` : '';
+  return `${job.done}${of} template${job.done === 1 && !of ? '' : 's'} kept`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Templates: one card each, its text growing as it is written
+
+/**
+ * The card of the template at `index`, created (in order) when it is new. A card holds its text
+ * in one text node, so each delta appends to it: no HTML parsing, no re-rendering.
+ */
+function cardOf(job, index, kind) {
+  let card = job.cards.get(index);
+  if (card) {
+    if (kind && !card.kind) {
+      card.kind = kind;
+      renderCardHead(card);
     }
-    templates.replaceChildren(ol);
-    templates.dataset.loaded = 'true';
+    return card;
+  }
+  const li = document.createElement('li');
+  li.dataset.index = String(index);
+  const details = document.createElement('details');
+  const summary = document.createElement('summary');
+  const heading = document.createElement('h3');
+  const kindEl = document.createElement('span');
+  kindEl.className = 'kind';
+  const state = document.createElement('span');
+  state.className = 'template-state';
+  summary.append(heading, kindEl, state);
+  const body = document.createElement('p');
+  body.className = 'body';
+  const text = document.createTextNode('');
+  body.append(text);
+  details.append(summary, body);
+  li.append(details);
+  card = {
+    index,
+    kind,
+    title: null,
+    usage: null,
+    done: false,
+    /** Its beginning was not seen here: the text shown is only the end of it, until loaded. */
+    partial: index < job.textFrom,
+    /** The card is open because the feed opened it; a reader's choice overrides that. */
+    autoOpen: false,
+    chosen: false,
+    li,
+    details,
+    heading,
+    kindEl,
+    state,
+    body,
+    text,
+  };
+  const created = card;
+  details.addEventListener('toggle', () => {
+    if (details.open !== created.autoOpen) created.chosen = true;
+  });
+  job.cards.set(index, card);
+  let next = null;
+  for (const other of job.cards.values()) {
+    if (other.index > index && (!next || other.index < next.index)) next = other;
+  }
+  job.row.list.insertBefore(li, next ? next.li : null);
+  renderCardHead(card);
+  renderCardState(card);
+  return card;
+}
+
+function removeCard(job, card) {
+  card.li.remove();
+  job.cards.delete(card.index);
+}
+
+function renderCardHead(card) {
+  card.heading.textContent = card.title ?? KIND_LABELS[card.kind] ?? `Template ${card.index + 1}`;
+  // The kind is said once: by the heading until the title is known, then beside the title.
+  card.kindEl.textContent = card.title && card.kind ? card.kind.replaceAll('_', ' ') : '';
+  card.kindEl.hidden = !card.kindEl.textContent;
+}
+
+function renderCardState(card) {
+  card.li.dataset.state = card.done ? 'done' : 'writing';
+  if (card.partial) card.li.dataset.partial = 'true';
+  else delete card.li.dataset.partial;
+  card.state.textContent = card.done ? formatUsage(card.usage) : 'writing…';
+  card.state.title = card.done ? usageDetail(card.usage) : '';
+}
+
+/** Opens or closes a card for the reader, unless the reader chose otherwise. */
+function autoOpenCard(card, open) {
+  if (card.chosen || card.autoOpen === open) return;
+  card.autoOpen = open;
+  card.details.open = open;
+}
+
+/** Appends a delta to its template's card; true when that opened the job's templates. */
+function appendText(job, event) {
+  const card = cardOf(job, event.template_index, event.template_kind);
+  // A stored template's text is its stored body: late deltas (a replay) add nothing to it.
+  if (card.done) return false;
+  card.text.appendData(event.delta);
+  if (!isRecent(event.timestamp)) return false;
+  // Show what is being written as it is written, unless the reader chose otherwise.
+  autoOpenCard(card, true);
+  if (job.panelOpen || job.panelChosen) return false;
+  job.panelOpen = true;
+  return true;
+}
+
+/** The job's first `count` templates are stored. */
+function markStored(job, count) {
+  for (let index = 0; index < count; index++) {
+    const card = job.cards.get(index) ?? cardOf(job, index, undefined);
+    if (card.done) continue;
+    card.done = true;
+    renderCardState(card);
+    autoOpenCard(card, false);
+  }
+}
+
+/**
+ * Reads a job's stored templates when the page shows them and needs what only the store has:
+ * a template whose beginning was missed, or, once the job ended, the titles and final text.
+ * One request at a time per job; a need that arises meanwhile is met by one more.
+ */
+function loadTemplatesIfNeeded(job) {
+  if (!job.panelOpen || !jobs.has(job.id)) return;
+  const missing = [...job.cards.values()].some((card) => card.done && card.partial);
+  if (!missing && !(TERMINAL.has(job.status) && !job.storedLoaded)) return;
+  if (job.loading) {
+    job.loadAgain = true;
+    return;
+  }
+  void loadTemplates(job);
+}
+
+async function loadTemplates(job) {
+  job.loading = true;
+  job.loadAgain = false;
+  const { templatesStatus } = job.row;
+  const ended = TERMINAL.has(job.status);
+  if (job.cards.size === 0) {
+    templatesStatus.hidden = false;
+    templatesStatus.textContent = 'Loading templates…';
+  }
+  try {
+    const { templates } = await api('GET', `/v1/triton/jobs/${job.id}/templates`);
+    templatesStatus.hidden = true;
+    for (const t of templates) {
+      const card = cardOf(job, t.position, t.kind);
+      card.title = t.title;
+      card.usage = t.usage ?? null;
+      card.text.data = t.body;
+      card.done = true;
+      card.partial = false;
+      renderCardHead(card);
+      renderCardState(card);
+      autoOpenCard(card, false);
+    }
+    if (ended) job.storedLoaded = true;
+    renderJob(job);
   } catch (err) {
-    templates.textContent = `Could not load the templates: ${err.message}`;
+    templatesStatus.hidden = false;
+    templatesStatus.textContent = `Could not load the templates: ${err.message}`;
+    job.loading = false;
+    return;
+  }
+  job.loading = false;
+  if (job.loadAgain || (TERMINAL.has(job.status) && !job.storedLoaded)) {
+    loadTemplatesIfNeeded(job);
+  }
+}
+
+function toggleTemplates(job) {
+  if (!job) return;
+  job.panelOpen = !job.panelOpen;
+  job.panelChosen = true;
+  renderJob(job);
+  loadTemplatesIfNeeded(job);
+}
+
+/**
+ * After a resync some of every job's events may be lost: text being written may have a hole.
+ * Each unfinished template keeps only what arrives from now on (marked as the end of a text),
+ * and templates stored meanwhile are read back once stored.
+ */
+function forgetUnseenText() {
+  for (const job of jobs.values()) {
+    job.textFrom = Infinity;
+    for (const card of job.cards.values()) {
+      if (card.done) continue;
+      card.text.data = '';
+      card.partial = true;
+      renderCardState(card);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cancellation
+
+async function cancelJob(job) {
+  if (!job || job.cancelling || TERMINAL.has(job.status)) return;
+  job.cancelling = true;
+  job.note = null;
+  renderJob(job);
+  try {
+    // 202: `job:cancelled` follows on the feed (a queued job's at once, a running one's
+    // within a second); the answer may already say so.
+    const doc = await api('POST', `/v1/triton/jobs/${job.id}/cancel`);
+    upsertJob({ ...doc, event_type: 'job:snapshot', seq: job.lastSeq });
+  } catch (err) {
+    // It ended before the page heard of it: show how, then why there was nothing to cancel.
+    if (err.code === 'JOB_FINISHED') await refreshJob(job);
+    job.cancelling = false;
+    job.note =
+      err.code === 'JOB_FINISHED'
+        ? `Could not cancel: ${err.message}.`
+        : `Could not cancel the job: ${err.message}`;
+    renderJob(job);
+    ui.announcer.textContent = job.note;
+  }
+}
+
+async function refreshJob(job) {
+  try {
+    const doc = await api('GET', `/v1/triton/jobs/${job.id}`);
+    upsertJob({ ...doc, event_type: 'job:snapshot', seq: job.lastSeq });
+  } catch {
+    // Still unknown or unreachable: its events will tell.
   }
 }
 
@@ -390,9 +698,10 @@ function connect({ fresh = false } = {}) {
     if (event && typeof event.job_id === 'string') upsertJob(event);
   };
   es.addEventListener('resync', () => {
-    // What we missed is no longer in history: reload the recent past, and ask for the current
-    // state of every job we still show as unfinished.
+    // What we missed is no longer in history: reload the recent past, ask for the current
+    // state of every job we still show as unfinished, and stop trusting text with a hole.
     setConnection('connecting', 'Resyncing…');
+    forgetUnseenText();
     connect({ fresh: true });
     void refreshUnfinished();
   });
@@ -411,14 +720,8 @@ function connect({ fresh = false } = {}) {
 }
 
 async function refreshUnfinished() {
-  for (const job of jobs.values()) {
-    if (job.status === 'completed' || job.status === 'failed') continue;
-    try {
-      const doc = await api('GET', `/v1/triton/jobs/${job.id}`);
-      upsertJob({ ...doc, event_type: 'job:snapshot', seq: job.lastSeq });
-    } catch {
-      // Still unknown or unreachable: its events will tell.
-    }
+  for (const job of [...jobs.values()]) {
+    if (!TERMINAL.has(job.status)) await refreshJob(job);
   }
 }
 
