@@ -15,6 +15,7 @@ import {
 } from 'fastify-type-provider-zod';
 import { AppError, type ErrorBody, type ErrorCode } from '../contract/errors.js';
 import type { Logger } from './logger.js';
+import { RepeatedErrorLog } from './repeated-error-log.js';
 
 const keepParentLogger: FastifyChildLoggerFactory = (parent) => parent;
 
@@ -197,6 +198,7 @@ export function createHttpApp({
       .send(errorBody('ROUTE_NOT_FOUND', `No route for ${request.method} ${request.url}`));
   });
 
+  const unhandled = new RepeatedErrorLog(logger);
   app.setErrorHandler((err: FastifyError | AppError | Error, request, reply) => {
     if (err instanceof AppError) return sendError(reply, err);
     if (hasZodFastifySchemaValidationErrors(err)) {
@@ -218,7 +220,7 @@ export function createHttpApp({
     }
     const mapped = fromFastifyError(err as FastifyError);
     if (mapped) return sendError(reply, mapped);
-    request.log.error({ err, url: request.url, method: request.method }, 'Unhandled request error');
+    unhandled.error(err, 'Unhandled request error', { url: request.url, method: request.method });
     return reply.code(500).send(errorBody('INTERNAL', 'Internal server error'));
   });
 

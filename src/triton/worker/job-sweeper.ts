@@ -2,6 +2,7 @@ import { QueueEvents } from 'bullmq';
 import { GENERATION_QUEUE, type Keyspace } from '../../contract/index.js';
 import type { Logger } from '../../common/logger.js';
 import type { Redis } from '../../common/redis.js';
+import { RepeatedErrorLog } from '../../common/repeated-error-log.js';
 import type { TritonStore } from '../db/triton-store.js';
 import type { EventPublisher } from '../events/event-publisher.js';
 import type { GenerationQueue } from '../generation-queue.js';
@@ -39,9 +40,11 @@ export class JobSweeper {
   private timer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
+  private readonly errors: RepeatedErrorLog;
 
   constructor({ intervalMs = 15_000, graceMs = 30_000, ...options }: JobSweeperOptions) {
     this.o = { intervalMs, graceMs, ...options };
+    this.errors = new RepeatedErrorLog(options.logger);
     this.events = new QueueEvents(GENERATION_QUEUE, {
       connection: options.connection,
       prefix: options.keyspace.queuePrefix,
@@ -49,9 +52,7 @@ export class JobSweeper {
     this.events.on('failed', ({ jobId, failedReason }) => {
       void this.failFromQueue(jobId, failedReason);
     });
-    this.events.on('error', (err) =>
-      options.logger.warn({ err: err.message }, 'Queue event listener error'),
-    );
+    this.events.on('error', (err) => this.errors.warn(err, 'Queue event listener error'));
   }
 
   async start(): Promise<void> {
@@ -63,7 +64,7 @@ export class JobSweeper {
   /** One pass over unfinished jobs. Concurrent calls share one pass. */
   sweep(): Promise<void> {
     this.sweeping ??= this.doSweep()
-      .catch((err: Error) => this.o.logger.warn({ err: err.message }, 'Job sweep failed'))
+      .catch((err: unknown) => this.errors.warn(err, 'Job sweep failed'))
       .finally(() => {
         this.sweeping = undefined;
       });
