@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { redactCredentials } from './error-serializer.js';
 
 /**
  * Every environment variable the system reads, validated once at start through this one
@@ -95,10 +96,17 @@ const EnvSchema = z.object({
   /** Port of the Redis that `npm start` runs when REDIS_URL is unset. */
   EMBEDDED_REDIS_PORT: port(6379),
   /**
-   * Which peers may say who the client is (X-Forwarded-For): `false`, `true`, or
-   * addresses and ranges (`loopback`, `uniquelocal`, `10.0.0.0/8`, …). Rate limits count per client.
+   * Which peers may say who the client is (X-Forwarded-For): `false` (none: the socket's address
+   * counts), `true`, or addresses and ranges (`loopback`, `uniquelocal`, `10.0.0.0/8`, …) of the
+   * proxies in front. Rate limits count per client.
    */
-  TRUST_PROXY: z.string().min(1).default('loopback'),
+  TRUST_PROXY: z.string().min(1).default('false'),
+  /**
+   * Shared by mare-api and triton-api: mare-api sends it with the end user's address, so that
+   * triton-api counts the user's requests, not the gateway's, without trusting X-Forwarded-For
+   * from anyone else. `npm start` makes one up when unset. Never logged.
+   */
+  GATEWAY_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
   /** Largest accepted request body, in bytes. */
   BODY_LIMIT_BYTES: positiveInt(64 * 1024),
 
@@ -149,6 +157,8 @@ const EnvSchema = z.object({
   SSE_MAX_PENDING_EVENTS: positiveInt(256),
   /** Job submissions per client address per minute, on each API (0: no limit). */
   SUBMIT_RATE_LIMIT_PER_MINUTE: nonNegativeInt(120),
+  /** Other writes (clients, value propositions, cancellations) per client address per minute, on each API (0: no limit). */
+  WRITE_RATE_LIMIT_PER_MINUTE: nonNegativeInt(120),
 });
 
 export type Env = z.infer<typeof EnvSchema>;
@@ -163,7 +173,9 @@ export interface CommonConfig {
   embeddedRedisPort: number;
   bodyLimitBytes: number;
   trustProxy: boolean | string;
+  gatewaySecret: string | undefined;
   submitRateLimitPerMinute: number;
+  writeRateLimitPerMinute: number;
   shutdownTimeoutMs: number;
 }
 
@@ -204,6 +216,9 @@ export interface Config {
   mare: MareConfig;
 }
 
+/** Variables whose values a message never shows, even a wrong one. */
+const SECRET_VARIABLES = new Set(['GATEWAY_SECRET', 'OPENAI_API_KEY']);
+
 /** A configuration value that cannot be used; its message is one line naming the variable. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -228,7 +243,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const name = String(issue?.path[0] ?? 'environment');
-    const got = raw[name] === undefined ? '' : ` (got ${JSON.stringify(raw[name])})`;
+    const shown = raw[name] !== undefined && !SECRET_VARIABLES.has(name);
+    const got = shown ? ` (got ${JSON.stringify(redactCredentials(raw[name] ?? ''))})` : '';
     throw new ConfigError(`Invalid configuration: ${name}: ${issue?.message ?? 'invalid'}${got}`);
   }
   const e = parsed.data;
@@ -245,7 +261,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       bodyLimitBytes: e.BODY_LIMIT_BYTES,
       trustProxy:
         e.TRUST_PROXY === 'true' ? true : e.TRUST_PROXY === 'false' ? false : e.TRUST_PROXY,
+      gatewaySecret: e.GATEWAY_SECRET,
       submitRateLimitPerMinute: e.SUBMIT_RATE_LIMIT_PER_MINUTE,
+      writeRateLimitPerMinute: e.WRITE_RATE_LIMIT_PER_MINUTE,
       shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     },
     triton: {

@@ -124,7 +124,7 @@ export interface HttpAppOptions {
   logger: Logger;
   /** Largest accepted body. @defaultValue 64 KiB */
   bodyLimit?: number;
-  /** Peers trusted to name the client in X-Forwarded-For (Fastify's `trustProxy`). @defaultValue loopback */
+  /** Peers trusted to name the client in X-Forwarded-For (Fastify's `trustProxy`). @defaultValue false */
   trustProxy?: boolean | string;
   /**
    * Sees every request before Fastify does and may answer it itself; otherwise it calls
@@ -141,7 +141,7 @@ export interface HttpAppOptions {
 export function createHttpApp({
   logger,
   bodyLimit = 64 * 1024,
-  trustProxy = 'loopback',
+  trustProxy = false,
   fastPath,
 }: HttpAppOptions): HttpApp {
   const app = Fastify({

@@ -4,7 +4,7 @@ import { registerApiDocs } from '../common/api-docs.js';
 import { registerHealthRoutes, type ReadinessCheck } from '../common/health.js';
 import { createHttpApp, type HttpApp, type HttpAppOptions } from '../common/http.js';
 import { registerMetricsRoute, type HttpDurationHistogram } from '../common/metrics.js';
-import { registerSubmitRateLimit, type SubmitRateLimitOptions } from '../common/rate-limit.js';
+import { registerRateLimits, type RateLimitsOptions } from '../common/rate-limit.js';
 import type { MareContext } from './mare-context.js';
 import { registerJobRoutes } from './routes/job-routes.js';
 import { registerSseRoutes } from './routes/sse-routes.js';
@@ -20,8 +20,8 @@ export interface MareApiOptions {
   httpDuration?: HttpDurationHistogram;
   /** Answers cached lookups before routing (see `createCachedLookupFastPath`). */
   fastPath?: HttpAppOptions['fastPath'];
-  /** Limit on submissions per client address per minute, counted in Redis. */
-  rateLimit?: SubmitRateLimitOptions;
+  /** Limits per client address per minute, counted in Redis. */
+  rateLimit?: Omit<RateLimitsOptions, 'api' | 'clientOf'>;
 }
 
 /** mare-api: submissions, cache-first lookups, SSE streams, health and metrics. */
@@ -45,10 +45,10 @@ export async function buildMareApi(ctx: MareContext, options: MareApiOptions): P
   });
   registerMetricsRoute(app, options.registry, 'mare', options.httpDuration);
   registerHealthRoutes(app, 'mare-api', options.readiness);
-  const submitLimit = options.rateLimit
-    ? await registerSubmitRateLimit(app, options.rateLimit)
-    : {};
-  registerJobRoutes(app, ctx, submitLimit);
+  const limits = options.rateLimit
+    ? await registerRateLimits(app, { ...options.rateLimit, api: 'mare-api' })
+    : { submit: {}, write: {} };
+  registerJobRoutes(app, ctx, limits);
   registerSseRoutes(app, ctx);
   registerWebRoutes(app);
   return app;

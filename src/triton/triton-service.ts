@@ -222,9 +222,9 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
       bodyLimit: common.bodyLimitBytes,
       trustProxy: common.trustProxy,
       rateLimit: {
-        perMinute: common.submitRateLimitPerMinute,
-        redis: fastRedis,
-        keyPrefix: common.keyPrefix,
+        submitPerMinute: common.submitRateLimitPerMinute,
+        writePerMinute: common.writeRateLimitPerMinute,
+        gatewaySecret: common.gatewaySecret,
       },
       readiness: {
         redis: () => fastRedis.ping(),

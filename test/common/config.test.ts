@@ -41,7 +41,10 @@ describe('loadConfig', () => {
       keyPrefix: '',
       embeddedRedisPort: 6379,
       bodyLimitBytes: 64 * 1024,
+      trustProxy: false,
+      gatewaySecret: undefined,
       submitRateLimitPerMinute: 120,
+      writeRateLimitPerMinute: 120,
       shutdownTimeoutMs: 25_000,
     });
     expect(config.triton).toMatchObject({
@@ -145,6 +148,7 @@ describe('loadConfig', () => {
     ['SSE_HEARTBEAT_MS', 'soon'],
     ['JOB_MAX_STALLED', '-1'],
     ['SUBMIT_RATE_LIMIT_PER_MINUTE', 'many'],
+    ['WRITE_RATE_LIMIT_PER_MINUTE', '-1'],
   ])('rejects %s=%s with a one-line ConfigError naming the variable', (name, value) => {
     const err = configError({ [name]: value });
     expect(err.message).not.toMatch(/[\r\n]/);
@@ -156,6 +160,24 @@ describe('loadConfig', () => {
     const err = configError({ TRITON_API_PORT: '80\n80' });
     expect(err.message).not.toMatch(/[\r\n]/);
     expect(err.message).toContain('TRITON_API_PORT');
+  });
+
+  it('reads TRUST_PROXY as trust nobody, everybody, or the peers it names', () => {
+    expect(loadConfig({ TRUST_PROXY: 'false' }).common.trustProxy).toBe(false);
+    expect(loadConfig({ TRUST_PROXY: 'true' }).common.trustProxy).toBe(true);
+    expect(loadConfig({ TRUST_PROXY: 'loopback, 10.0.0.0/8' }).common.trustProxy).toBe(
+      'loopback, 10.0.0.0/8',
+    );
+  });
+
+  it('names a bad secret without showing it, and a bad URL without its password', () => {
+    const secret = configError({ GATEWAY_SECRET: 'short-secret' });
+    expect(secret.message).toBe(
+      'Invalid configuration: GATEWAY_SECRET: must be at least 16 characters',
+    );
+    const url = configError({ REDIS_URL: 'http://:hunter2-password@cache:6379' });
+    expect(url.message).toContain('REDIS_URL');
+    expect(url.message).not.toContain('hunter2-password');
   });
 
   it('names the first bad variable when several are bad', () => {
