@@ -9,7 +9,7 @@ import { startTriton } from '../triton/triton-service.js';
 
 /**
  * `npm start`: the whole system in one process, with no configuration needed. Without
- * REDIS_URL it runs `redis-server` (data and AOF under DATA_DIR/redis); without DATABASE_URL
+ * REDIS_URL (or REDIS_HOST…) it runs `redis-server` (data and AOF under DATA_DIR/redis); without DATABASE_URL
  * it uses embedded PGlite under DATA_DIR/pglite. Then triton-api with its worker, and mare-api.
  */
 runMain(async (initial, logger) => {
@@ -21,7 +21,7 @@ runMain(async (initial, logger) => {
 
   try {
     let config = initial;
-    let redisNote = 'REDIS_URL';
+    let redisNote = config.common.redisUrlFrom ?? '';
     // Both APIs run here: the secret with which the gateway names its users to triton-api can
     // be made up for this run, unless the operator chose one.
     const overrides: Record<string, string> = {};

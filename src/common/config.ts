@@ -77,6 +77,64 @@ function generatorConfig(e: z.infer<typeof GeneratorEnv>): GeneratorConfig {
 
 // ------------------------------------------------------------------------------------------------
 
+/** The Redis variables of the environment, parsed. */
+interface RedisEnv {
+  REDIS_URL?: string | undefined;
+  REDIS_HOST?: string | undefined;
+  REDIS_PORT?: number | undefined;
+  REDIS_DB?: number | undefined;
+  REDIS_PASSWORD?: string | undefined;
+}
+
+const bare = (host: string) => host.replace(/^\[|\]$/g, '').toLowerCase();
+
+/**
+ * The Redis every part uses: REDIS_URL, or the URL that REDIS_HOST, REDIS_PORT, REDIS_DB and
+ * REDIS_PASSWORD make. Both may be given if they agree; if they do not, start-up stops rather
+ * than guess which one was meant.
+ */
+function redisOf(e: RedisEnv): { url: string; from: string } | undefined {
+  const parts = (['REDIS_HOST', 'REDIS_PORT', 'REDIS_DB', 'REDIS_PASSWORD'] as const).filter(
+    (name) => e[name] !== undefined,
+  );
+  if (parts.length === 0) {
+    return e.REDIS_URL === undefined ? undefined : { url: e.REDIS_URL, from: 'REDIS_URL' };
+  }
+  const host = e.REDIS_HOST ?? '127.0.0.1';
+  const port = e.REDIS_PORT ?? 6379;
+  const db = e.REDIS_DB ?? 0;
+  const password = e.REDIS_PASSWORD ?? '';
+  if (e.REDIS_URL !== undefined) {
+    const u = new URL(e.REDIS_URL);
+    const inUrl = {
+      REDIS_HOST: bare(u.hostname),
+      REDIS_PORT: u.port === '' ? 6379 : Number(u.port),
+      REDIS_DB: u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0,
+      REDIS_PASSWORD: decodeURIComponent(u.password),
+    };
+    const inParts = {
+      REDIS_HOST: bare(host),
+      REDIS_PORT: port,
+      REDIS_DB: db,
+      REDIS_PASSWORD: password,
+    };
+    for (const name of parts) {
+      if (inUrl[name] === inParts[name]) continue;
+      const why =
+        name === 'REDIS_PASSWORD'
+          ? 'the passwords differ'
+          : `REDIS_URL says ${inUrl[name]}, ${name} says ${inParts[name]}`;
+      throw new ConfigError(
+        `Invalid configuration: REDIS_URL and ${name} disagree (${why}); set only one of them`,
+      );
+    }
+    return { url: e.REDIS_URL, from: `REDIS_URL, ${parts.join(', ')}` };
+  }
+  const hostPart = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+  const auth = password ? `:${encodeURIComponent(password)}@` : '';
+  return { url: `redis://${auth}${hostPart}:${port}/${db}`, from: parts.join(', ') };
+}
+
 const EnvSchema = z.object({
   ...GeneratorEnv.shape, // GENERATOR and OPENAI_*, above
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -88,6 +146,23 @@ const EnvSchema = z.object({
   DATA_DIR: z.string().min(1).default('.data'),
   /** Redis for the queue, events and (by default) the gateway's cache. Unset: `npm start` runs one. */
   REDIS_URL: redisUrl.optional(),
+  /**
+   * The same Redis named in parts, as the seed's triton configured it: any of these, instead of
+   * REDIS_URL (or agreeing with it), points every part at 127.0.0.1:6379, database 0, no
+   * password, except for what they say.
+   */
+  REDIS_HOST: z
+    .string()
+    .refine(
+      // One colon is a port (`cache:6379`); an IPv6 address has several.
+      (h) => /^[^\s/@?#]+$/.test(h) && !/^[^:]*:[^:]*$/.test(h),
+      'must be a host name or address, without scheme or port (REDIS_PORT is the port)',
+    )
+    .optional(),
+  REDIS_PORT: z.coerce.number().int().min(1).max(65_535).optional(),
+  REDIS_DB: z.coerce.number().int().nonnegative().optional(),
+  /** Never logged. */
+  REDIS_PASSWORD: z.string().optional(),
   /** Prepended to every Redis key and channel, so deployments can share one Redis. */
   REDIS_KEY_PREFIX: z
     .string()
@@ -169,6 +244,8 @@ export interface CommonConfig {
   host: string;
   dataDir: string;
   redisUrl: string | undefined;
+  /** The variables `redisUrl` comes from (`REDIS_URL`, or the REDIS_HOST… that were set), for logs. */
+  redisUrlFrom: string | undefined;
   keyPrefix: string;
   embeddedRedisPort: number;
   bodyLimitBytes: number;
@@ -217,7 +294,7 @@ export interface Config {
 }
 
 /** Variables whose values a message never shows, even a wrong one. */
-const SECRET_VARIABLES = new Set(['GATEWAY_SECRET', 'OPENAI_API_KEY']);
+const SECRET_VARIABLES = new Set(['GATEWAY_SECRET', 'OPENAI_API_KEY', 'REDIS_PASSWORD']);
 
 /** A configuration value that cannot be used; its message is one line naming the variable. */
 export class ConfigError extends Error {
@@ -249,13 +326,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   }
   const e = parsed.data;
   const embedded = e.DATABASE_URL === undefined;
+  const redis = redisOf(e);
   return deepFreeze({
     common: {
       logLevel: e.LOG_LEVEL,
       logFormat: e.LOG_FORMAT,
       host: e.HOST,
       dataDir: path.resolve(e.DATA_DIR),
-      redisUrl: e.REDIS_URL,
+      redisUrl: redis?.url,
+      redisUrlFrom: redis?.from,
       keyPrefix: e.REDIS_KEY_PREFIX,
       embeddedRedisPort: e.EMBEDDED_REDIS_PORT,
       bodyLimitBytes: e.BODY_LIMIT_BYTES,
