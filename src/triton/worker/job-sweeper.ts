@@ -26,6 +26,9 @@ export interface JobSweeperOptions {
   graceMs?: number;
 }
 
+/** How long closing waits for the queue's event listener to let go of Redis. */
+const CLOSE_TIMEOUT_MS = 3000;
+
 /**
  * Makes sure no job stays `queued` or `running` forever and that every ending is published:
  * - a job BullMQ fails outside the processor (a worker died holding it too often: "stalled") is
@@ -131,7 +134,20 @@ export class JobSweeper {
     this.closing ??= (async () => {
       clearInterval(this.timer);
       await this.sweeping;
-      await this.events.close();
+      // Closing the queue's event listener waits for its connection to end, which never comes
+      // while that connection waits to reconnect to a Redis that is down: a shutdown must not.
+      let timer: NodeJS.Timeout | undefined;
+      const closed = this.events.close().catch(() => undefined);
+      await Promise.race([
+        closed,
+        new Promise<void>((resolve) => {
+          timer = setTimeout(() => {
+            this.errors.warn('no answer from Redis', 'Gave up closing the queue event listener');
+            resolve();
+          }, CLOSE_TIMEOUT_MS);
+        }),
+      ]);
+      clearTimeout(timer);
     })();
     return this.closing;
   }

@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorBody } from '../../../src/contract/index.js';
 import { PartProcess } from '../../helpers/part-process.js';
 import { freePort } from '../../helpers/ports.js';
+import { startRedis } from '../../helpers/redis.js';
 import { openSse, payloads, type SseConnection } from '../../helpers/sse-client.js';
 import {
   createClientWithProposition,
@@ -416,6 +417,38 @@ describe('graceful shutdown on SIGTERM', () => {
       // The job had not finished: its stream was ended by the shutdown, not by the job.
       expect(job.state.text).not.toContain('Connection closing');
       expect(logIndex(mare, /^Stopped$/)).toBeGreaterThan(logIndex(mare, /^Received SIGTERM/));
+    },
+  );
+
+  it(
+    'triton-api with its worker exits 0 on SIGTERM while its Redis is down',
+    { timeout: 90_000 },
+    async () => {
+      const redis = await startRedis();
+      try {
+        const port = await freePort();
+        const triton = await startPart(
+          'src/triton/main-api.ts',
+          {
+            REDIS_URL: redis.url,
+            TRITON_API_PORT: String(port),
+            PGLITE_DATA_DIR: 'memory://',
+            SHUTDOWN_TIMEOUT_MS: '500',
+          },
+          /^Server listening at/,
+        );
+        await redis.kill();
+        await triton.waitForLog(/^Redis connection "triton" failed/);
+        const signalledAt = performance.now();
+        expect(await triton.stop('SIGTERM', 45_000)).toBe(0);
+        // A sanity bound: the drain waits are seconds, not the kill above.
+        expect(performance.now() - signalledAt).toBeLessThan(40_000);
+        expect(logIndex(triton, /^Stopped$/)).toBeGreaterThan(
+          logIndex(triton, /^Received SIGTERM/),
+        );
+      } finally {
+        await redis.close();
+      }
     },
   );
 
