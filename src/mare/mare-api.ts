@@ -5,6 +5,7 @@ import { registerHealthRoutes, type ReadinessCheck } from '../common/health.js';
 import { createHttpApp, type HttpApp, type HttpAppOptions } from '../common/http.js';
 import { registerMetricsRoute, type HttpDurationHistogram } from '../common/metrics.js';
 import { registerRateLimits, type RateLimitsOptions } from '../common/rate-limit.js';
+import { CORS_EXPOSED_HEADERS, CORS_ORIGIN } from './cors-policy.js';
 import type { MareContext } from './mare-context.js';
 import { registerJobRoutes } from './routes/job-routes.js';
 import { registerSseRoutes } from './routes/sse-routes.js';
@@ -34,8 +35,8 @@ export async function buildMareApi(ctx: MareContext, options: MareApiOptions): P
   });
   // strictPreflight off: a bare OPTIONS gets 204 rather than the plugin's own text/plain 400.
   await app.register(cors, {
-    origin: '*',
-    exposedHeaders: ['x-cache', 'retry-after'],
+    origin: CORS_ORIGIN,
+    exposedHeaders: [...CORS_EXPOSED_HEADERS],
     strictPreflight: false,
   });
   await registerApiDocs(app, {
