@@ -27,6 +27,7 @@ export function serviceEnv(
     TRITON_API_URL: 'http://127.0.0.1:9',
     // The benchmark submits far more jobs a minute than a person would.
     SUBMIT_RATE_LIMIT_PER_MINUTE: '0',
+    WRITE_RATE_LIMIT_PER_MINUTE: '0',
     SSE_HEARTBEAT_MS: String(ctx.options.heartbeatMs),
     ...(ctx.databaseUrl
       ? { DATABASE_URL: ctx.databaseUrl }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { loadConfig } from '../common/config.js';
 import { redactUrl } from '../common/redis.js';
@@ -9,7 +10,7 @@ import { startTriton } from '../triton/triton-service.js';
 
 /**
  * `npm start`: the whole system in one process, with no configuration needed. Without
- * REDIS_URL it runs `redis-server` (data and AOF under DATA_DIR/redis); without DATABASE_URL
+ * REDIS_URL (or REDIS_HOST…) it runs `redis-server` (data and AOF under DATA_DIR/redis); without DATABASE_URL
  * it uses embedded PGlite under DATA_DIR/pglite. Then triton-api with its worker, and mare-api.
  */
 runMain(async (initial, logger) => {
@@ -21,7 +22,11 @@ runMain(async (initial, logger) => {
 
   try {
     let config = initial;
-    let redisNote = 'REDIS_URL';
+    let redisNote = config.common.redisUrlFrom ?? '';
+    // Both APIs run here: the secret with which the gateway names its users to triton-api can
+    // be made up for this run, unless the operator chose one.
+    const overrides: Record<string, string> = {};
+    if (!config.common.gatewaySecret) overrides.GATEWAY_SECRET = randomBytes(32).toString('hex');
     if (!config.common.redisUrl) {
       const dir = path.join(config.common.dataDir, 'redis');
       let server: RedisServer;
@@ -33,9 +38,10 @@ runMain(async (initial, logger) => {
       }
       started.push({ close: () => server.close() });
       log.info(`Started redis-server (pid ${server.pid}) on ${server.url}, data in ${dir}`);
-      config = loadConfig({ ...process.env, REDIS_URL: server.url });
+      overrides.REDIS_URL = server.url;
       redisNote = `embedded redis-server, data in ${dir}`;
     }
+    config = loadConfig({ ...process.env, ...overrides });
 
     const triton = await startTriton({
       common: config.common,

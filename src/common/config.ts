@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { redactCredentials } from './error-serializer.js';
 
 /**
  * Every environment variable the system reads, validated once at start through this one
@@ -76,6 +77,64 @@ function generatorConfig(e: z.infer<typeof GeneratorEnv>): GeneratorConfig {
 
 // ------------------------------------------------------------------------------------------------
 
+/** The Redis variables of the environment, parsed. */
+interface RedisEnv {
+  REDIS_URL?: string | undefined;
+  REDIS_HOST?: string | undefined;
+  REDIS_PORT?: number | undefined;
+  REDIS_DB?: number | undefined;
+  REDIS_PASSWORD?: string | undefined;
+}
+
+const bare = (host: string) => host.replace(/^\[|\]$/g, '').toLowerCase();
+
+/**
+ * The Redis every part uses: REDIS_URL, or the URL that REDIS_HOST, REDIS_PORT, REDIS_DB and
+ * REDIS_PASSWORD make. Both may be given if they agree; if they do not, start-up stops rather
+ * than guess which one was meant.
+ */
+function redisOf(e: RedisEnv): { url: string; from: string } | undefined {
+  const parts = (['REDIS_HOST', 'REDIS_PORT', 'REDIS_DB', 'REDIS_PASSWORD'] as const).filter(
+    (name) => e[name] !== undefined,
+  );
+  if (parts.length === 0) {
+    return e.REDIS_URL === undefined ? undefined : { url: e.REDIS_URL, from: 'REDIS_URL' };
+  }
+  const host = e.REDIS_HOST ?? '127.0.0.1';
+  const port = e.REDIS_PORT ?? 6379;
+  const db = e.REDIS_DB ?? 0;
+  const password = e.REDIS_PASSWORD ?? '';
+  if (e.REDIS_URL !== undefined) {
+    const u = new URL(e.REDIS_URL);
+    const inUrl = {
+      REDIS_HOST: bare(u.hostname),
+      REDIS_PORT: u.port === '' ? 6379 : Number(u.port),
+      REDIS_DB: u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0,
+      REDIS_PASSWORD: decodeURIComponent(u.password),
+    };
+    const inParts = {
+      REDIS_HOST: bare(host),
+      REDIS_PORT: port,
+      REDIS_DB: db,
+      REDIS_PASSWORD: password,
+    };
+    for (const name of parts) {
+      if (inUrl[name] === inParts[name]) continue;
+      const why =
+        name === 'REDIS_PASSWORD'
+          ? 'the passwords differ'
+          : `REDIS_URL says ${inUrl[name]}, ${name} says ${inParts[name]}`;
+      throw new ConfigError(
+        `Invalid configuration: REDIS_URL and ${name} disagree (${why}); set only one of them`,
+      );
+    }
+    return { url: e.REDIS_URL, from: `REDIS_URL, ${parts.join(', ')}` };
+  }
+  const hostPart = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+  const auth = password ? `:${encodeURIComponent(password)}@` : '';
+  return { url: `redis://${auth}${hostPart}:${port}/${db}`, from: parts.join(', ') };
+}
+
 const EnvSchema = z.object({
   ...GeneratorEnv.shape, // GENERATOR and OPENAI_*, above
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -87,6 +146,23 @@ const EnvSchema = z.object({
   DATA_DIR: z.string().min(1).default('.data'),
   /** Redis for the queue, events and (by default) the gateway's cache. Unset: `npm start` runs one. */
   REDIS_URL: redisUrl.optional(),
+  /**
+   * The same Redis named in parts, as the seed's triton configured it: any of these, instead of
+   * REDIS_URL (or agreeing with it), points every part at 127.0.0.1:6379, database 0, no
+   * password, except for what they say.
+   */
+  REDIS_HOST: z
+    .string()
+    .refine(
+      // One colon is a port (`cache:6379`); an IPv6 address has several.
+      (h) => /^[^\s/@?#]+$/.test(h) && !/^[^:]*:[^:]*$/.test(h),
+      'must be a host name or address, without scheme or port (REDIS_PORT is the port)',
+    )
+    .optional(),
+  REDIS_PORT: z.coerce.number().int().min(1).max(65_535).optional(),
+  REDIS_DB: z.coerce.number().int().nonnegative().optional(),
+  /** Never logged. */
+  REDIS_PASSWORD: z.string().optional(),
   /** Prepended to every Redis key and channel, so deployments can share one Redis. */
   REDIS_KEY_PREFIX: z
     .string()
@@ -95,10 +171,17 @@ const EnvSchema = z.object({
   /** Port of the Redis that `npm start` runs when REDIS_URL is unset. */
   EMBEDDED_REDIS_PORT: port(6379),
   /**
-   * Which peers may say who the client is (X-Forwarded-For): `false`, `true`, or
-   * addresses and ranges (`loopback`, `uniquelocal`, `10.0.0.0/8`, …). Rate limits count per client.
+   * Which peers may say who the client is (X-Forwarded-For): `false` (none: the socket's address
+   * counts), `true`, or addresses and ranges (`loopback`, `uniquelocal`, `10.0.0.0/8`, …) of the
+   * proxies in front. Rate limits count per client.
    */
-  TRUST_PROXY: z.string().min(1).default('loopback'),
+  TRUST_PROXY: z.string().min(1).default('false'),
+  /**
+   * Shared by mare-api and triton-api: mare-api sends it with the end user's address, so that
+   * triton-api counts the user's requests, not the gateway's, without trusting X-Forwarded-For
+   * from anyone else. `npm start` makes one up when unset. Never logged.
+   */
+  GATEWAY_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
   /** Largest accepted request body, in bytes. */
   BODY_LIMIT_BYTES: positiveInt(64 * 1024),
 
@@ -154,6 +237,8 @@ const EnvSchema = z.object({
   SSE_MAX_PENDING_EVENTS: positiveInt(256),
   /** Job submissions per client address per minute, on each API (0: no limit). */
   SUBMIT_RATE_LIMIT_PER_MINUTE: nonNegativeInt(120),
+  /** Other writes (clients, value propositions, cancellations) per client address per minute, on each API (0: no limit). */
+  WRITE_RATE_LIMIT_PER_MINUTE: nonNegativeInt(120),
 });
 
 export type Env = z.infer<typeof EnvSchema>;
@@ -164,11 +249,15 @@ export interface CommonConfig {
   host: string;
   dataDir: string;
   redisUrl: string | undefined;
+  /** The variables `redisUrl` comes from (`REDIS_URL`, or the REDIS_HOST… that were set), for logs. */
+  redisUrlFrom: string | undefined;
   keyPrefix: string;
   embeddedRedisPort: number;
   bodyLimitBytes: number;
   trustProxy: boolean | string;
+  gatewaySecret: string | undefined;
   submitRateLimitPerMinute: number;
+  writeRateLimitPerMinute: number;
   shutdownTimeoutMs: number;
 }
 
@@ -211,6 +300,9 @@ export interface Config {
   mare: MareConfig;
 }
 
+/** Variables whose values a message never shows, even a wrong one. */
+const SECRET_VARIABLES = new Set(['GATEWAY_SECRET', 'OPENAI_API_KEY', 'REDIS_PASSWORD']);
+
 /** A configuration value that cannot be used; its message is one line naming the variable. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -240,24 +332,29 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const name = String(issue?.path[0] ?? 'environment');
-    const got = raw[name] === undefined ? '' : ` (got ${JSON.stringify(raw[name])})`;
+    const shown = raw[name] !== undefined && !SECRET_VARIABLES.has(name);
+    const got = shown ? ` (got ${JSON.stringify(redactCredentials(raw[name] ?? ''))})` : '';
     throw new ConfigError(`Invalid configuration: ${name}: ${issue?.message ?? 'invalid'}${got}`);
   }
   const e = parsed.data;
   const embedded = e.DATABASE_URL === undefined;
+  const redis = redisOf(e);
   return deepFreeze({
     common: {
       logLevel: e.LOG_LEVEL,
       logFormat: e.LOG_FORMAT,
       host: e.HOST,
       dataDir: path.resolve(e.DATA_DIR),
-      redisUrl: e.REDIS_URL,
+      redisUrl: redis?.url,
+      redisUrlFrom: redis?.from,
       keyPrefix: e.REDIS_KEY_PREFIX,
       embeddedRedisPort: e.EMBEDDED_REDIS_PORT,
       bodyLimitBytes: e.BODY_LIMIT_BYTES,
       trustProxy:
         e.TRUST_PROXY === 'true' ? true : e.TRUST_PROXY === 'false' ? false : e.TRUST_PROXY,
+      gatewaySecret: e.GATEWAY_SECRET,
       submitRateLimitPerMinute: e.SUBMIT_RATE_LIMIT_PER_MINUTE,
+      writeRateLimitPerMinute: e.WRITE_RATE_LIMIT_PER_MINUTE,
       shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     },
     triton: {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { redactCredentials } from './error-serializer.js';
 import type { HttpApp } from './http.js';
 
 /** A dependency check for `/ready`: resolves when the dependency answers. */
@@ -69,7 +70,7 @@ export function registerHealthRoutes(
               name,
               {
                 status: 'failing' as const,
-                error: err instanceof Error ? err.message : String(err),
+                error: redactCredentials(err instanceof Error ? err.message : String(err)),
               },
             ] as const;
           } finally {

@@ -15,8 +15,21 @@ import {
 } from 'fastify-type-provider-zod';
 import { AppError, type ErrorBody, type ErrorCode } from '../contract/errors.js';
 import type { Logger } from './logger.js';
+import { RepeatedErrorLog } from './repeated-error-log.js';
+import { RouteMethods } from './route-methods.js';
 
 const keepParentLogger: FastifyChildLoggerFactory = (parent) => parent;
+
+/**
+ * Headers on every answer of both APIs, whoever writes it (a route, the cached-lookup fast
+ * path, an SSE stream, the error answers of the HTTP parser): the one place they are set.
+ * `nosniff`: a browser never runs an answer as something other than its declared type.
+ */
+export const RESPONSE_POLICY_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  'x-content-type-options': 'nosniff',
+});
+const POLICY_ENTRIES = Object.entries(RESPONSE_POLICY_HEADERS);
+const POLICY_RAW = POLICY_ENTRIES.map(([name, value]) => `${name}: ${value}\r\n`).join('');
 
 /** HTTP status of each error code: the one place codes meet statuses. */
 const STATUS_OF: Record<ErrorCode, number> = {
@@ -55,6 +68,34 @@ export function errorBody(code: ErrorCode, message: string): ErrorBody {
 export function sendError(reply: FastifyReply, err: AppError): FastifyReply {
   if (err.retryAfterSeconds !== undefined) reply.header('retry-after', err.retryAfterSeconds);
   return reply.code(statusOf(err.code)).send(errorBody(err.code, err.message));
+}
+
+/**
+ * The key that made a JSON body unacceptable although it parses (`__proto__`, or a
+ * `constructor.prototype`: keys that would reach an object's prototype), if that was the reason.
+ * Only asked after the parser refused a body, so valid bodies cost nothing more.
+ */
+function prototypeKeyIn(text: string): string | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
+  } catch {
+    return undefined;
+  }
+  const has = (o: object, key: string) => Object.prototype.hasOwnProperty.call(o, key);
+  // Without recursion: a hostile body may nest deeper than the stack goes.
+  const pending: unknown[] = [parsed];
+  while (pending.length > 0) {
+    const node = pending.pop();
+    if (typeof node !== 'object' || node === null) continue;
+    if (has(node, '__proto__')) return '__proto__';
+    const ctor = has(node, 'constructor') ? (node as { constructor: unknown }).constructor : null;
+    if (typeof ctor === 'object' && ctor !== null && has(ctor, 'prototype')) {
+      return 'constructor.prototype';
+    }
+    for (const value of Object.values(node)) pending.push(value);
+  }
+  return undefined;
 }
 
 /** Fastify's own client errors, by their codes. */
@@ -105,7 +146,8 @@ function answerClientError(err: Error & { code?: string }, socket: Socket): void
   if (socket.writable) {
     socket.write(
       `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\n` +
-        `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+        `Content-Type: application/json; charset=utf-8\r\n${POLICY_RAW}` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
   }
   socket.destroy(err);
@@ -123,7 +165,7 @@ export interface HttpAppOptions {
   logger: Logger;
   /** Largest accepted body. @defaultValue 64 KiB */
   bodyLimit?: number;
-  /** Peers trusted to name the client in X-Forwarded-For (Fastify's `trustProxy`). @defaultValue loopback */
+  /** Peers trusted to name the client in X-Forwarded-For (Fastify's `trustProxy`). @defaultValue false */
   trustProxy?: boolean | string;
   /**
    * Sees every request before Fastify does and may answer it itself; otherwise it calls
@@ -140,7 +182,7 @@ export interface HttpAppOptions {
 export function createHttpApp({
   logger,
   bodyLimit = 64 * 1024,
-  trustProxy = 'loopback',
+  trustProxy = false,
   fastPath,
 }: HttpAppOptions): HttpApp {
   const app = Fastify({
@@ -150,16 +192,17 @@ export function createHttpApp({
     childLoggerFactory: keepParentLogger,
     bodyLimit,
     trustProxy,
-    ...(fastPath
-      ? {
-          serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => {
-            const server = createServer((req, res) => fastPath(req, res, () => handler(req, res)));
-            // Fastify's own default, which it does not apply to a server it did not create.
-            server.keepAliveTimeout = 72_000;
-            return server;
-          },
-        }
-      : {}),
+    // Our own server, so that every answer gets the policy headers before anything writes it.
+    serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => {
+      const server = createServer((req, res) => {
+        for (const [name, value] of POLICY_ENTRIES) res.setHeader(name, value);
+        if (fastPath) fastPath(req, res, () => handler(req, res));
+        else handler(req, res);
+      });
+      // Fastify's own default, which it does not apply to a server it did not create.
+      server.keepAliveTimeout = 72_000;
+      return server;
+    },
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     forceCloseConnections: true,
@@ -188,15 +231,36 @@ export function createHttpApp({
       done(null, undefined);
       return;
     }
-    void parseJson(req, text, done);
+    void parseJson(req, text, (err, parsed) => {
+      const key = err ? prototypeKeyIn(text) : undefined;
+      if (key)
+        done(new AppError('VALIDATION_FAILED', `Request body must not contain the key ${key}`));
+      else done(err, parsed);
+    });
   });
 
+  const routes = new RouteMethods();
+  app.addHook('onRoute', (route) => routes.add(route.url, route.method));
   app.setNotFoundHandler((request, reply) => {
+    const allowed = routes.allowedFor(request.url);
+    if (allowed.length > 0) {
+      const list = allowed.join(', ');
+      return reply
+        .code(405)
+        .header('allow', list)
+        .send(
+          errorBody(
+            'METHOD_NOT_ALLOWED',
+            `${request.method} is not allowed on ${request.url}; it allows ${list}`,
+          ),
+        );
+    }
     return reply
       .code(404)
       .send(errorBody('ROUTE_NOT_FOUND', `No route for ${request.method} ${request.url}`));
   });
 
+  const unhandled = new RepeatedErrorLog(logger);
   app.setErrorHandler((err: FastifyError | AppError | Error, request, reply) => {
     if (err instanceof AppError) return sendError(reply, err);
     if (hasZodFastifySchemaValidationErrors(err)) {
@@ -218,7 +282,7 @@ export function createHttpApp({
     }
     const mapped = fromFastifyError(err as FastifyError);
     if (mapped) return sendError(reply, mapped);
-    request.log.error({ err, url: request.url, method: request.method }, 'Unhandled request error');
+    unhandled.error(err, 'Unhandled request error', { url: request.url, method: request.method });
     return reply.code(500).send(errorBody('INTERNAL', 'Internal server error'));
   });
 

@@ -81,7 +81,7 @@ export function requireRedisUrl(config: Readonly<Config>): string {
   const url = config.common.redisUrl;
   if (!url) {
     throw new StartupError(
-      'REDIS_URL is not set: point it at a Redis server (e.g. REDIS_URL=redis://127.0.0.1:6379), or run `npm start`, which starts one.',
+      'REDIS_URL is not set: point it at a Redis server (e.g. REDIS_URL=redis://127.0.0.1:6379, or REDIS_HOST, REDIS_PORT, REDIS_DB and REDIS_PASSWORD), or run `npm start`, which starts one.',
     );
   }
   return url;

@@ -33,6 +33,11 @@ export interface Keyspace {
   readonly globalHistoryKey: string;
   /** BullMQ's key prefix for the generation queue. */
   readonly queuePrefix: string;
+  /**
+   * Counter of one client's requests of one kind (`scope`, e.g. `mare-api:write`) in the current
+   * rate-limit window, shared by every instance of an API.
+   */
+  rateLimitKey(scope: string, client: string): string;
 }
 
 /** Builds the names for one deployment. @param prefix - prepended to every name; default none. */
@@ -51,6 +56,7 @@ export function createKeyspace(prefix = ''): Keyspace {
     cancelChannel: `${prefix}triton:control:cancel`,
     globalHistoryKey: `${prefix}triton:events:stream`,
     queuePrefix: `${prefix}triton:queue`,
+    rateLimitKey: (scope: string, client: string) => `${prefix}triton:ratelimit:${scope}:${client}`,
   });
 }
 

@@ -3,17 +3,48 @@ import { Uuid } from './ids.js';
 
 /** Request and response bodies of triton-api's records, shared with the gateway and clients. */
 
-const Text = (max: number) =>
+/** C0 and C1 control characters (line breaks and tabs among them), DEL, and U+2028/U+2029. */
+// eslint-disable-next-line no-control-regex -- finding control characters is the point
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+/** The same, but for the line feed a text of several lines may hold. */
+// eslint-disable-next-line no-control-regex -- finding control characters is the point
+const CONTROL_BUT_LINE_FEED = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029]/;
+
+/**
+ * A one-line field (a name, an industry): it ends up inside sentences, titles and an email's
+ * `Subject:` line, where a line break would start a new line or header. Control characters are
+ * refused; blank space is trimmed and each run of it becomes one space.
+ */
+const OneLine = (max: number) =>
   z
     .string()
-    .trim()
+    .refine((s) => !CONTROL.test(s), {
+      message: 'must not contain control characters (line breaks, tabs and the like)',
+      abort: true,
+    })
+    .overwrite((s) => s.replace(/\s+/g, ' ').trim())
     .min(1, 'must not be empty')
-    .max(max, `must be at most ${max} characters`)
-    .refine((s) => !s.includes('\u0000'), 'must not contain NUL characters');
+    .max(max, `must be at most ${max} characters`);
+
+/**
+ * Text of several lines (a value proposition): line breaks are kept, as `\n` whatever the
+ * sender's convention; other control characters are refused; the whole is trimmed.
+ */
+const MultiLine = (max: number) =>
+  z
+    .string()
+    .overwrite((s) => s.replace(/\r\n?/g, '\n'))
+    .refine((s) => !CONTROL_BUT_LINE_FEED.test(s), {
+      message: 'must not contain control characters other than line breaks',
+      abort: true,
+    })
+    .overwrite((s) => s.trim())
+    .min(1, 'must not be empty')
+    .max(max, `must be at most ${max} characters`);
 
 export const CreateClientBody = z.strictObject({
-  name: Text(200),
-  industry: Text(100),
+  name: OneLine(200),
+  industry: OneLine(100),
 });
 export type CreateClientBody = z.infer<typeof CreateClientBody>;
 
@@ -29,7 +60,7 @@ export const ClientList = z.object({ clients: z.array(Client) });
 export type ClientList = z.infer<typeof ClientList>;
 
 export const CreateValuePropositionBody = z.strictObject({
-  content: Text(5000),
+  content: MultiLine(5000),
   /** An active proposition replaces the client's previous active one. @defaultValue true */
   is_active: z.boolean().default(true),
 });

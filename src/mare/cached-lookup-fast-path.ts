@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../common/logger.js';
 import type { HttpDurationHistogram } from '../common/metrics.js';
+import { CORS_RESPONSE_HEADERS } from './cors-policy.js';
 import type { MareMetrics } from './mare-metrics.js';
 import type { ResultsCache } from './results-cache.js';
 
@@ -56,8 +57,7 @@ export function createCachedLookupFastPath({
           'content-type': 'application/json; charset=utf-8',
           'content-length': Buffer.byteLength(json),
           'x-cache': 'hit',
-          'access-control-allow-origin': '*',
-          'access-control-expose-headers': 'x-cache, retry-after',
+          ...CORS_RESPONSE_HEADERS,
         });
         res.end(json);
         timing.observe((performance.now() - started) / 1000);

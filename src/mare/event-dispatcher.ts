@@ -1,5 +1,6 @@
 import { isTerminalEvent, streamIdAfter, type JobEvent } from '../contract/index.js';
 import type { Logger } from '../common/logger.js';
+import { RepeatedErrorLog } from '../common/repeated-error-log.js';
 import { MAX_REPLAY, type EventHistory } from './event-history.js';
 import type { JobSnapshots } from './job-snapshots.js';
 import { LiveEvent } from './live-event.js';
@@ -37,9 +38,11 @@ export class EventDispatcher {
   /** Position in the global history of the newest event received. */
   private position = '0-0';
   private reconciling: Promise<void> | undefined;
+  private readonly errors: RepeatedErrorLog;
 
   constructor({ rememberJobs = 100_000, ...options }: EventDispatcherOptions) {
     this.o = { rememberJobs, ...options };
+    this.errors = new RepeatedErrorLog(options.logger);
   }
 
   /**
@@ -74,7 +77,7 @@ export class EventDispatcher {
       // Sent before the SSE frames: a client that looks the job up after its terminal event
       // finds the cache written (the cache connection runs commands in order).
       this.o.cache.setFromEvent(event).catch((err: unknown) => {
-        this.o.logger.warn({ job_id: event.job_id, err }, 'Could not cache a job result');
+        this.errors.warn(err, 'Could not cache a job result', { job_id: event.job_id });
       });
     }
     this.o.hub.broadcast(new LiveEvent(event, json));

@@ -1,5 +1,6 @@
 import { JobStatusDocument, TERMINAL_STATUSES } from '../contract/index.js';
 import type { Logger } from '../common/logger.js';
+import { RepeatedErrorLog } from '../common/repeated-error-log.js';
 import type { MareMetrics } from './mare-metrics.js';
 import type { ResultsCache } from './results-cache.js';
 import type { TritonClient } from './triton-client.js';
@@ -28,12 +29,14 @@ export class JobLookup {
   private readonly triton: TritonClient;
   private readonly logger: Logger;
   private readonly metrics: MareMetrics;
+  private readonly errors: RepeatedErrorLog;
 
   constructor({ cache, triton, logger, metrics }: JobLookupOptions) {
     this.cache = cache;
     this.triton = triton;
     this.logger = logger;
     this.metrics = metrics;
+    this.errors = new RepeatedErrorLog(logger);
   }
 
   async json(jobId: string): Promise<LookupResult> {
@@ -42,7 +45,7 @@ export class JobLookup {
       cached = await this.cache.getJson(jobId);
     } catch (err) {
       // The cache is an optimisation: without it, triton-api still answers.
-      this.logger.warn({ job_id: jobId, err }, 'Results cache unavailable');
+      this.errors.warn(err, 'Results cache unavailable', { job_id: jobId });
     }
     if (cached !== null) {
       this.metrics.cacheLookups.inc({ result: 'hit' });
@@ -54,7 +57,7 @@ export class JobLookup {
     const doc = await this.triton.getJob(jobId);
     if (TERMINAL_STATUSES.has(doc.status)) {
       this.cache.set(doc).catch((err: unknown) => {
-        this.logger.warn({ job_id: jobId, err }, 'Could not cache a job result');
+        this.errors.warn(err, 'Could not cache a job result', { job_id: jobId });
       });
     }
     return { json: JSON.stringify(doc), cached: false };

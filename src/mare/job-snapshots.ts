@@ -7,6 +7,7 @@ import {
   type SnapshotTemplate,
 } from '../contract/index.js';
 import type { Logger } from '../common/logger.js';
+import { RepeatedErrorLog } from '../common/repeated-error-log.js';
 import type { JobLookup } from './job-lookup.js';
 import type { TritonClient } from './triton-client.js';
 
@@ -34,12 +35,12 @@ export interface JobSnapshotsOptions {
 export class JobSnapshots {
   private readonly lookup: JobLookup;
   private readonly triton: TritonClient;
-  private readonly logger: Logger;
+  private readonly errors: RepeatedErrorLog;
 
   constructor({ lookup, triton, logger }: JobSnapshotsOptions) {
     this.lookup = lookup;
     this.triton = triton;
-    this.logger = logger;
+    this.errors = new RepeatedErrorLog(logger);
   }
 
   /** The job's state; `draft` is the draft read with history (undefined: none). */
@@ -56,7 +57,7 @@ export class JobSnapshots {
         body: t.body,
       }));
     } catch (err) {
-      this.logger.warn({ job_id: jobId, err }, 'Could not read the templates of a snapshot');
+      this.errors.warn(err, 'Could not read the templates of a snapshot', { job_id: jobId });
       return { doc, text: undefined };
     }
     if (isTerminalStatus(doc.status)) return { doc, text: { templates: listed, draft: null } };

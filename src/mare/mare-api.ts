@@ -4,7 +4,8 @@ import { registerApiDocs } from '../common/api-docs.js';
 import { registerHealthRoutes, type ReadinessCheck } from '../common/health.js';
 import { createHttpApp, type HttpApp, type HttpAppOptions } from '../common/http.js';
 import { registerMetricsRoute, type HttpDurationHistogram } from '../common/metrics.js';
-import { registerSubmitRateLimit, type SubmitRateLimitOptions } from '../common/rate-limit.js';
+import { registerRateLimits, type RateLimitsOptions } from '../common/rate-limit.js';
+import { CORS_EXPOSED_HEADERS, CORS_ORIGIN } from './cors-policy.js';
 import type { MareContext } from './mare-context.js';
 import { registerJobRoutes } from './routes/job-routes.js';
 import { registerSseRoutes } from './routes/sse-routes.js';
@@ -20,8 +21,8 @@ export interface MareApiOptions {
   httpDuration?: HttpDurationHistogram;
   /** Answers cached lookups before routing (see `createCachedLookupFastPath`). */
   fastPath?: HttpAppOptions['fastPath'];
-  /** Limit on submissions per client address per minute, counted in Redis. */
-  rateLimit?: SubmitRateLimitOptions;
+  /** Limits per client address per minute, counted in Redis. */
+  rateLimit?: Omit<RateLimitsOptions, 'api' | 'clientOf'>;
 }
 
 /** mare-api: submissions, cache-first lookups, SSE streams, health and metrics. */
@@ -34,8 +35,8 @@ export async function buildMareApi(ctx: MareContext, options: MareApiOptions): P
   });
   // strictPreflight off: a bare OPTIONS gets 204 rather than the plugin's own text/plain 400.
   await app.register(cors, {
-    origin: '*',
-    exposedHeaders: ['x-cache', 'retry-after'],
+    origin: CORS_ORIGIN,
+    exposedHeaders: [...CORS_EXPOSED_HEADERS],
     strictPreflight: false,
   });
   await registerApiDocs(app, {
@@ -45,10 +46,10 @@ export async function buildMareApi(ctx: MareContext, options: MareApiOptions): P
   });
   registerMetricsRoute(app, options.registry, 'mare', options.httpDuration);
   registerHealthRoutes(app, 'mare-api', options.readiness);
-  const submitLimit = options.rateLimit
-    ? await registerSubmitRateLimit(app, options.rateLimit)
-    : {};
-  registerJobRoutes(app, ctx, submitLimit);
+  const limits = options.rateLimit
+    ? await registerRateLimits(app, { ...options.rateLimit, api: 'mare-api' })
+    : { submit: {}, write: {} };
+  registerJobRoutes(app, ctx, limits);
   registerSseRoutes(app, ctx);
   registerWebRoutes(app);
   return app;

@@ -89,6 +89,7 @@ export async function startMare({
   const triton = new TritonClient({
     baseUrl: mare.tritonApiUrl,
     timeoutMs: mare.tritonRequestTimeoutMs,
+    gatewaySecret: common.gatewaySecret,
   });
   const lookup = new JobLookup({ cache, triton, logger: log, metrics });
   const history = new EventHistory({ redis: eventsRedis, keyspace });
@@ -139,9 +140,10 @@ export async function startMare({
       httpDuration,
       fastPath: createCachedLookupFastPath({ cache, metrics, httpDuration, logger: log }),
       rateLimit: {
-        perMinute: common.submitRateLimitPerMinute,
+        submitPerMinute: common.submitRateLimitPerMinute,
+        writePerMinute: common.writeRateLimitPerMinute,
         redis: cacheRedis,
-        keyPrefix: common.keyPrefix,
+        keyspace,
       },
       readiness: {
         redis: () => cacheRedis.ping(),

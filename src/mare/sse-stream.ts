@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { HEARTBEAT_FRAME } from '../contract/index.js';
+import { CORS_RESPONSE_HEADERS } from './cors-policy.js';
 import type { LiveEvent } from './live-event.js';
 
 /** The response headers of every SSE stream. */
@@ -8,8 +9,8 @@ export const SSE_HEADERS = {
   'cache-control': 'no-cache, no-transform',
   // nginx and similar proxies buffer responses unless told not to.
   'x-accel-buffering': 'no',
-  // A page opened from a file or another origin watches jobs too.
-  'access-control-allow-origin': '*',
+  // Streams are written past the router, and past the CORS plugin with it.
+  ...CORS_RESPONSE_HEADERS,
 } as const;
 
 /**

@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { gatewayHeaders } from '../common/client-address.js';
 import {
   AppError,
   Client,
@@ -19,6 +20,8 @@ export interface TritonClientOptions {
   timeoutMs?: number;
   /** Seconds clients are told to wait when triton-api is unreachable. @defaultValue 5 */
   retryAfterSeconds?: number;
+  /** Shared with triton-api: makes it count a write against the user named, not the gateway. */
+  gatewaySecret?: string | undefined;
 }
 
 /**
@@ -31,21 +34,32 @@ export class TritonClient {
   private readonly baseUrl: string;
   private readonly timeoutMs: number;
   private readonly retryAfterSeconds: number;
+  private readonly gatewaySecret: string | undefined;
 
-  constructor({ baseUrl, timeoutMs = 5000, retryAfterSeconds = 5 }: TritonClientOptions) {
+  constructor({
+    baseUrl,
+    timeoutMs = 5000,
+    retryAfterSeconds = 5,
+    gatewaySecret,
+  }: TritonClientOptions) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
     this.timeoutMs = timeoutMs;
     this.retryAfterSeconds = retryAfterSeconds;
+    this.gatewaySecret = gatewaySecret;
   }
 
   /**
-   * Submits a job. `forwardedFor` is the end user's address, passed on as X-Forwarded-For so
-   * that triton-api's submission limit counts per user rather than per gateway.
+   * Who a write is for: the end user's address (`forUser`), passed on so that triton-api's rate
+   * limits count per user rather than per gateway.
    */
-  submitGeneration(clientId: string, forwardedFor?: string): Promise<JobAccepted> {
-    return this.request('POST', `/clients/${clientId}/generate-templates`, JobAccepted, undefined, {
-      ...(forwardedFor ? { 'x-forwarded-for': forwardedFor } : {}),
-    });
+  private onBehalfOf(forUser: string | undefined): Record<string, string> {
+    return forUser ? gatewayHeaders(forUser, this.gatewaySecret) : {};
+  }
+
+  /** Submits a job for the end user at address `forUser`. */
+  submitGeneration(clientId: string, forUser?: string): Promise<JobAccepted> {
+    const path = `/clients/${clientId}/generate-templates`;
+    return this.request('POST', path, JobAccepted, undefined, this.onBehalfOf(forUser));
   }
 
   getJob(jobId: string): Promise<JobStatusDocument> {
@@ -53,8 +67,9 @@ export class TritonClient {
   }
 
   /** Cancels a job: 202 with its status document; `JOB_FINISHED` (409) once it ended. */
-  cancelJob(jobId: string): Promise<JobStatusDocument> {
-    return this.request('POST', `/jobs/${jobId}/cancel`, JobStatusDocument);
+  cancelJob(jobId: string, forUser?: string): Promise<JobStatusDocument> {
+    const path = `/jobs/${jobId}/cancel`;
+    return this.request('POST', path, JobStatusDocument, undefined, this.onBehalfOf(forUser));
   }
 
   listJobTemplates(jobId: string): Promise<TemplateList> {
@@ -65,15 +80,17 @@ export class TritonClient {
     return this.request('GET', `/clients/?limit=${page.limit}&offset=${page.offset}`, ClientList);
   }
 
-  createClient(body: CreateClientBody): Promise<Client> {
-    return this.request('POST', '/clients/', Client, body);
+  createClient(body: CreateClientBody, forUser?: string): Promise<Client> {
+    return this.request('POST', '/clients/', Client, body, this.onBehalfOf(forUser));
   }
 
   createValueProposition(
     clientId: string,
     body: CreateValuePropositionBody,
+    forUser?: string,
   ): Promise<ValueProposition> {
-    return this.request('POST', `/clients/${clientId}/value-propositions`, ValueProposition, body);
+    const path = `/clients/${clientId}/value-propositions`;
+    return this.request('POST', path, ValueProposition, body, this.onBehalfOf(forUser));
   }
 
   /** Resolves when triton-api answers its liveness check. */

@@ -80,11 +80,22 @@ export async function requestCancellation(
       `Job ${jobId} already ${row.status}; it cannot be cancelled`,
     );
   }
-  await redis
-    .multi()
-    .set(keyspace.jobCancelKey(jobId), '1', 'EX', keyTtlSeconds)
-    .publish(keyspace.cancelChannel, jobId)
-    .exec();
+  try {
+    await redis
+      .multi()
+      .set(keyspace.jobCancelKey(jobId), '1', 'EX', keyTtlSeconds)
+      .publish(keyspace.cancelChannel, jobId)
+      .exec();
+  } catch (err) {
+    // Recorded in the database: a worker that has not started the job yet will not. One that
+    // runs it only hears of it through Redis, so the caller is told to try again.
+    throw new AppError(
+      'UPSTREAM_UNAVAILABLE',
+      'Redis is unavailable: running jobs cannot be told to stop; retry shortly',
+      5,
+      { cause: err },
+    );
+  }
   logger.info({ job_id: jobId }, `Cancellation requested for job ${jobId}`);
   if (row.status === 'queued') {
     // Not taken by a worker yet: take it out of the queue and end it here. A job a worker has

@@ -7,6 +7,7 @@ import { boundPort, createHttpApp, localUrl, type HttpApp } from '../common/http
 import type { Logger } from '../common/logger.js';
 import { createRegistry, registerMetricsRoute } from '../common/metrics.js';
 import { closeRedis, createRedis, redactUrl, waitForRedis, type Redis } from '../common/redis.js';
+import { RepeatedErrorLog } from '../common/repeated-error-log.js';
 import { buildTritonApi } from './api/triton-api.js';
 import { openDatabase, type TritonDatabase } from './db/database.js';
 import { TritonStore } from './db/triton-store.js';
@@ -115,6 +116,9 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
     keyspace,
     attempts: triton.jobAttempts,
   });
+  // BullMQ reports each failed reconnection: once per kind of failure is enough for a log.
+  const errors = new RepeatedErrorLog(log);
+  queue.on('error', (err) => errors.warn(err, 'Queue error'));
   const registry = createRegistry(options.api ? 'triton-api' : 'triton-worker');
   const metrics = new TritonMetrics(registry, () =>
     queue.getJobCounts('waiting', 'active', 'delayed', 'failed'),
@@ -168,7 +172,7 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
       stalledInterval: triton.jobLockMs,
       maxStalledCount: triton.jobMaxStalled,
     });
-    worker.on('error', (err) => log.error({ err: err.message }, 'Worker error'));
+    worker.on('error', (err) => errors.error(err, 'Worker error'));
     worker.on('stalled', (jobId) =>
       log.warn({ job_id: jobId }, `Job ${jobId} was abandoned by a worker; retrying it`),
     );
@@ -195,22 +199,36 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
 
   let app: HttpApp | undefined;
   let url: string | undefined;
+  let requestRedis: Redis | undefined;
   if (options.api) {
+    // What requests ask of Redis themselves (rate limits, cancellations, readiness) fails fast
+    // while Redis is away, rather than waiting for it as publishing and the queue do.
+    requestRedis = createRedis(redisUrl, {
+      name: 'triton-requests',
+      logger: log,
+      maxRetriesPerRequest: 1,
+    });
+    await waitForRedis(requestRedis, redisUrl);
+    const fastRedis = requestRedis;
     app = await buildTritonApi({
       store,
       queue,
       publisher,
-      redis,
+      redis: fastRedis,
       keyspace,
       logger: log,
       registry,
       metrics,
       bodyLimit: common.bodyLimitBytes,
       trustProxy: common.trustProxy,
-      rateLimit: { perMinute: common.submitRateLimitPerMinute, redis, keyPrefix: common.keyPrefix },
+      rateLimit: {
+        submitPerMinute: common.submitRateLimitPerMinute,
+        writePerMinute: common.writeRateLimitPerMinute,
+        gatewaySecret: common.gatewaySecret,
+      },
       queueUi: triton.queueUi ? {} : false,
       readiness: {
-        redis: () => redis.ping(),
+        redis: () => fastRedis.ping(),
         database: () => database.ping(),
       },
     });
@@ -244,6 +262,7 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
         await cancellations?.close();
         await queue.close();
         await database.close();
+        if (requestRedis) await closeRedis(requestRedis);
         await closeRedis(redis);
       })();
       return closing;

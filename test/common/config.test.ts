@@ -41,7 +41,10 @@ describe('loadConfig', () => {
       keyPrefix: '',
       embeddedRedisPort: 6379,
       bodyLimitBytes: 64 * 1024,
+      trustProxy: false,
+      gatewaySecret: undefined,
       submitRateLimitPerMinute: 120,
+      writeRateLimitPerMinute: 120,
       shutdownTimeoutMs: 25_000,
     });
     expect(config.triton).toMatchObject({
@@ -157,6 +160,7 @@ describe('loadConfig', () => {
     ['SSE_HEARTBEAT_MS', 'soon'],
     ['JOB_MAX_STALLED', '-1'],
     ['SUBMIT_RATE_LIMIT_PER_MINUTE', 'many'],
+    ['WRITE_RATE_LIMIT_PER_MINUTE', '-1'],
   ])('rejects %s=%s with a one-line ConfigError naming the variable', (name, value) => {
     const err = configError({ [name]: value });
     expect(err.message).not.toMatch(/[\r\n]/);
@@ -170,9 +174,93 @@ describe('loadConfig', () => {
     expect(err.message).toContain('TRITON_API_PORT');
   });
 
+  it('reads TRUST_PROXY as trust nobody, everybody, or the peers it names', () => {
+    expect(loadConfig({ TRUST_PROXY: 'false' }).common.trustProxy).toBe(false);
+    expect(loadConfig({ TRUST_PROXY: 'true' }).common.trustProxy).toBe(true);
+    expect(loadConfig({ TRUST_PROXY: 'loopback, 10.0.0.0/8' }).common.trustProxy).toBe(
+      'loopback, 10.0.0.0/8',
+    );
+  });
+
+  it('names a bad secret without showing it, and a bad URL without its password', () => {
+    const secret = configError({ GATEWAY_SECRET: 'short-secret' });
+    expect(secret.message).toBe(
+      'Invalid configuration: GATEWAY_SECRET: must be at least 16 characters',
+    );
+    const url = configError({ REDIS_URL: 'http://:hunter2-password@cache:6379' });
+    expect(url.message).toContain('REDIS_URL');
+    expect(url.message).not.toContain('hunter2-password');
+  });
+
   it('names the first bad variable when several are bad', () => {
     const err = configError({ REDIS_URL: 'http://x', MARE_API_PORT: 'abc' });
     expect(err.message).toMatch(/^Invalid configuration: (REDIS_URL|MARE_API_PORT): /);
+  });
+});
+
+describe('loadConfig: Redis named in parts (REDIS_HOST, REDIS_PORT, REDIS_DB, REDIS_PASSWORD)', () => {
+  it('makes the Redis URL from them, the rest defaulting to 127.0.0.1:6379, database 0, no password', () => {
+    const config = loadConfig({
+      REDIS_HOST: 'cache.internal',
+      REDIS_PORT: '6380',
+      REDIS_DB: '3',
+      REDIS_PASSWORD: 'p@ss:word/with%odd chars',
+    });
+    expect(config.common.redisUrl).toBe(
+      'redis://:p%40ss%3Aword%2Fwith%25odd%20chars@cache.internal:6380/3',
+    );
+    expect(decodeURIComponent(new URL(config.common.redisUrl ?? '').password)).toBe(
+      'p@ss:word/with%odd chars',
+    );
+    expect(config.common.redisUrlFrom).toBe('REDIS_HOST, REDIS_PORT, REDIS_DB, REDIS_PASSWORD');
+    expect(loadConfig({ REDIS_DB: '2' }).common.redisUrl).toBe('redis://127.0.0.1:6379/2');
+    expect(loadConfig({ REDIS_HOST: '::1' }).common.redisUrl).toBe('redis://[::1]:6379/0');
+    expect(loadConfig({}).common.redisUrl).toBeUndefined();
+    expect(loadConfig({ REDIS_URL: 'redis://r:6379' }).common.redisUrlFrom).toBe('REDIS_URL');
+  });
+
+  it('accepts them beside REDIS_URL when they agree with it', () => {
+    const config = loadConfig({
+      REDIS_URL: 'redis://:secret@cache.internal:6380/3',
+      REDIS_HOST: 'CACHE.internal',
+      REDIS_PORT: '6380',
+      REDIS_DB: '3',
+      REDIS_PASSWORD: 'secret',
+    });
+    expect(config.common.redisUrl).toBe('redis://:secret@cache.internal:6380/3');
+    expect(loadConfig({ REDIS_URL: 'redis://cache', REDIS_PORT: '6379' }).common.redisUrl).toBe(
+      'redis://cache',
+    );
+  });
+
+  it.each([
+    [
+      { REDIS_HOST: 'other.internal' },
+      'REDIS_HOST',
+      'REDIS_URL says cache.internal, REDIS_HOST says other.internal',
+    ],
+    [{ REDIS_PORT: '6381' }, 'REDIS_PORT', 'REDIS_URL says 6380, REDIS_PORT says 6381'],
+    [{ REDIS_DB: '0' }, 'REDIS_DB', 'REDIS_URL says 3, REDIS_DB says 0'],
+    [{ REDIS_PASSWORD: 'another-password' }, 'REDIS_PASSWORD', 'the passwords differ'],
+  ])('stops with one line naming REDIS_URL and the part that disagrees: %o', (part, name, why) => {
+    const err = configError({ REDIS_URL: 'redis://:secret@cache.internal:6380/3', ...part });
+    expect(err.message).toBe(
+      `Invalid configuration: REDIS_URL and ${name} disagree (${why}); set only one of them`,
+    );
+    expect(err.message).not.toContain('secret');
+    expect(err.message).not.toContain('another-password');
+  });
+
+  it.each([
+    ['REDIS_HOST', 'redis://cache'],
+    ['REDIS_HOST', 'cache:6379'],
+    ['REDIS_PORT', '70000'],
+    ['REDIS_DB', '-1'],
+    ['REDIS_DB', 'three'],
+  ])('rejects %s=%s with a one-line ConfigError naming the variable', (name, value) => {
+    const err = configError({ [name]: value });
+    expect(err.message).not.toMatch(/[\r\n]/);
+    expect(err.message).toContain(`${name}:`);
   });
 });
 

@@ -42,7 +42,9 @@ let clientId = '';
 let finishedJob = '';
 
 beforeAll(async () => {
-  system = await startSystem({ env: { SUBMIT_RATE_LIMIT_PER_MINUTE: '0' } });
+  system = await startSystem({
+    env: { SUBMIT_RATE_LIMIT_PER_MINUTE: '0', WRITE_RATE_LIMIT_PER_MINUTE: '0' },
+  });
   const sys = system;
   keyspace = createKeyspace(sys.config.common.keyPrefix);
   const port = await freePort();
@@ -53,6 +55,7 @@ beforeAll(async () => {
       TRITON_API_URL: sys.tritonUrl,
       MARE_API_PORT: String(port),
       SUBMIT_RATE_LIMIT_PER_MINUTE: '0',
+      WRITE_RATE_LIMIT_PER_MINUTE: '0',
       LOG_LEVEL: 'info',
     },
     { ready: /^Server listening at/ },

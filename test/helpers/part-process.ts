@@ -16,6 +16,8 @@ export interface LogLine {
  */
 export class PartProcess {
   readonly logs: LogLine[] = [];
+  /** Every line it wrote to stdout, as written (for checks on the text itself). */
+  readonly lines: string[] = [];
   /** Everything it wrote that was not a JSON log line (start-up errors…). */
   output = '';
   readonly exited: Promise<number | null>;
@@ -41,6 +43,7 @@ export class PartProcess {
       while ((newline = buffered.indexOf('\n')) !== -1) {
         const line = buffered.slice(0, newline);
         buffered = buffered.slice(newline + 1);
+        this.lines.push(line);
         try {
           this.logs.push(JSON.parse(line) as LogLine);
         } catch {

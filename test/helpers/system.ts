@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { PGlite } from '@electric-sql/pglite';
 import { loadConfig, type Config } from '../../src/common/config.js';
 import { createLogger } from '../../src/common/logger.js';
@@ -47,6 +48,8 @@ export async function startSystem({
     LOG_FORMAT: 'json',
     REDIS_URL: redis.url,
     GENERATION_STEP_MS: '10',
+    // Both APIs in one process, as `npm start` runs them: they share a secret made up for the run.
+    GATEWAY_SECRET: randomBytes(24).toString('hex'),
     ...(database ? { DATABASE_URL: database.url } : {}),
     ...env,
   });

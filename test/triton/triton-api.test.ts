@@ -454,9 +454,14 @@ describe('errors', () => {
     ['GET', '/nope'],
     ['GET', '/v1/triton/jobs/3f2b8c1e-4d5a-4b6c-9e7f-0a1b2c3d4e5f'],
     ['POST', '/jobs/'],
-    ['DELETE', '/clients/'],
   ] as const)('answers %s %s (no such route) with 404 ROUTE_NOT_FOUND', async (method, url) => {
     expectError(await call({ method, url }), 404, 'ROUTE_NOT_FOUND');
+  });
+
+  it('answers a method a route does not serve with 405 METHOD_NOT_ALLOWED and Allow', async () => {
+    const res = await call({ method: 'DELETE', url: '/clients/' });
+    expectError(res, 405, 'METHOD_NOT_ALLOWED');
+    expect(res.headers.allow).toBe('GET, HEAD, POST, OPTIONS');
   });
 
   it('never answers arbitrary JSON bodies with a 5xx', async () => {

@@ -12,6 +12,7 @@ import {
   ValueProposition,
 } from '../../contract/index.js';
 import type { HttpApp } from '../../common/http.js';
+import type { RateLimitKind, RouteLimit } from '../../common/rate-limit.js';
 import type { MareContext } from '../mare-context.js';
 
 const ClientParams = z.object({ client_id: UuidParam });
@@ -28,8 +29,8 @@ const upstreamErrors = {
 export function registerJobRoutes(
   app: HttpApp,
   ctx: MareContext,
-  /** Route config that rate-limits submissions (empty: no limit). */
-  submitLimit: object = {},
+  /** Route config that rate-limits submissions and writes (empty: no limit). */
+  limits: Partial<Record<RateLimitKind, RouteLimit>> = {},
 ): void {
   const { triton, lookup } = ctx;
 
@@ -43,7 +44,7 @@ export function registerJobRoutes(
         params: ClientParams,
         response: { 202: JobAccepted, 429: ErrorBody, ...upstreamErrors },
       },
-      config: submitLimit,
+      config: limits.submit ?? {},
     },
     async (request, reply) =>
       reply.code(202).send(await triton.submitGeneration(request.params.client_id, request.ip)),
@@ -77,10 +78,12 @@ export function registerJobRoutes(
         summary:
           'Cancel a job: a queued one never starts, a running one stops within a second; its watchers get job:cancelled',
         params: JobParams,
-        response: { 202: JobStatusDocument, 409: ErrorBody, ...upstreamErrors },
+        response: { 202: JobStatusDocument, 409: ErrorBody, 429: ErrorBody, ...upstreamErrors },
       },
+      config: limits.write ?? {},
     },
-    async (request, reply) => reply.code(202).send(await triton.cancelJob(request.params.job_id)),
+    async (request, reply) =>
+      reply.code(202).send(await triton.cancelJob(request.params.job_id, request.ip)),
   );
 
   app.get(
@@ -119,10 +122,12 @@ export function registerJobRoutes(
         tags: ['clients'],
         summary: 'Create a client',
         body: CreateClientBody,
-        response: { 201: Client, ...upstreamErrors },
+        response: { 201: Client, 429: ErrorBody, ...upstreamErrors },
       },
+      config: limits.write ?? {},
     },
-    async (request, reply) => reply.code(201).send(await triton.createClient(request.body)),
+    async (request, reply) =>
+      reply.code(201).send(await triton.createClient(request.body, request.ip)),
   );
 
   app.post(
@@ -133,12 +138,15 @@ export function registerJobRoutes(
         summary: "Add a client's value proposition (an active one replaces the previous)",
         params: ClientParams,
         body: CreateValuePropositionBody,
-        response: { 201: ValueProposition, ...upstreamErrors },
+        response: { 201: ValueProposition, 429: ErrorBody, ...upstreamErrors },
       },
+      config: limits.write ?? {},
     },
     async (request, reply) =>
       reply
         .code(201)
-        .send(await triton.createValueProposition(request.params.client_id, request.body)),
+        .send(
+          await triton.createValueProposition(request.params.client_id, request.body, request.ip),
+        ),
   );
 }

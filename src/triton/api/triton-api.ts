@@ -5,7 +5,8 @@ import { registerHealthRoutes, type ReadinessCheck } from '../../common/health.j
 import { createHttpApp, type HttpApp } from '../../common/http.js';
 import type { Logger } from '../../common/logger.js';
 import { registerMetricsRoute } from '../../common/metrics.js';
-import { registerSubmitRateLimit, type SubmitRateLimitOptions } from '../../common/rate-limit.js';
+import { clientAddressOf } from '../../common/client-address.js';
+import { registerRateLimits } from '../../common/rate-limit.js';
 import type { Keyspace } from '../../contract/index.js';
 import type { Redis } from '../../common/redis.js';
 import type { TritonMetrics } from '../triton-metrics.js';
@@ -31,14 +32,19 @@ export interface TritonApiDeps {
   readiness: Record<string, ReadinessCheck>;
   /** Largest accepted body. @defaultValue 64 KiB */
   bodyLimit?: number;
-  /**
-   * Peers trusted to name the client (X-Forwarded-For): mare-api forwards its client's address,
-   * so that the submission limit counts per end user, not per gateway.
-   */
+  /** Peers trusted to name the client (X-Forwarded-For). @defaultValue none */
   trustProxy?: boolean | string;
   metrics?: TritonMetrics;
-  /** Limit on submissions per client address per minute, counted in this Redis. */
-  rateLimit?: SubmitRateLimitOptions;
+  /** Limits per client per minute, counted in `redis`. */
+  rateLimit?: {
+    submitPerMinute: number;
+    writePerMinute: number;
+    /**
+     * Shared with mare-api, which sends it with the end user's address: such requests count
+     * against that user rather than against the gateway.
+     */
+    gatewaySecret?: string | undefined;
+  };
   /**
    * Serve the queue UI at /admin/queues, behind `guard` when one is given (see
    * {@link registerQueueUi}). @defaultValue false
@@ -61,10 +67,19 @@ export async function buildTritonApi(deps: TritonApiDeps): Promise<HttpApp> {
       'Clients, value propositions, template-generation jobs and templates. Job progress is published as events on Redis (triton:jobs:all, triton:jobs:{job_id}).',
   });
   registerMetricsRoute(app, deps.registry, 'triton');
-  const submitLimit = deps.rateLimit ? await registerSubmitRateLimit(app, deps.rateLimit) : {};
+  const limits = deps.rateLimit
+    ? await registerRateLimits(app, {
+        submitPerMinute: deps.rateLimit.submitPerMinute,
+        writePerMinute: deps.rateLimit.writePerMinute,
+        redis: deps.redis,
+        keyspace: deps.keyspace,
+        api: 'triton-api',
+        clientOf: clientAddressOf(deps.rateLimit.gatewaySecret),
+      })
+    : { submit: {}, write: {} };
   registerHealthRoutes(app, 'triton-api', deps.readiness);
-  registerClientRoutes(app, deps);
-  registerJobRoutes(app, deps, submitLimit);
+  registerClientRoutes(app, deps, limits.write);
+  registerJobRoutes(app, deps, limits);
   registerTemplateRoutes(app, deps);
   if (deps.queueUi) await registerQueueUi(app, { queue: deps.queue, ...deps.queueUi });
   return app;

@@ -4,6 +4,7 @@ import { Kysely, Migrator, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { redactUrl } from '../../common/redis.js';
 import type { Logger } from '../../common/logger.js';
+import { RepeatedErrorLog } from '../../common/repeated-error-log.js';
 import { migrationProvider } from './migrations.js';
 import { PGliteDialect } from './pglite-dialect.js';
 import type { Database } from './schema.js';
@@ -39,7 +40,8 @@ export async function openDatabase(
   if ('databaseUrl' in target) {
     const pool = new pg.Pool({ connectionString: target.databaseUrl, max: target.poolSize ?? 10 });
     // An idle client that loses its server emits 'error'; the pool replaces it on next use.
-    pool.on('error', (err) => logger.warn({ err: err.message }, 'Postgres idle client error'));
+    const errors = new RepeatedErrorLog(logger);
+    pool.on('error', (err) => errors.warn(err.message, 'Postgres idle client error'));
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     kind = 'postgres';
     location = redactUrl(target.databaseUrl);

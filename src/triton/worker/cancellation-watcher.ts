@@ -1,6 +1,7 @@
 import type { Keyspace } from '../../contract/index.js';
 import type { Logger } from '../../common/logger.js';
 import { closeRedis, type Redis } from '../../common/redis.js';
+import { RepeatedErrorLog } from '../../common/repeated-error-log.js';
 
 /** The reason a job's signal aborts with when someone cancelled it. */
 export class JobCancelled extends Error {
@@ -39,9 +40,11 @@ export class CancellationWatcher {
   private readonly running = new Map<string, AbortController>();
   private subscribed = false;
   private closing: Promise<void> | undefined;
+  private readonly errors: RepeatedErrorLog;
 
   constructor(options: CancellationWatcherOptions) {
     this.o = options;
+    this.errors = new RepeatedErrorLog(options.logger);
   }
 
   /** Subscribes to the cancellation channel. */
@@ -107,7 +110,7 @@ export class CancellationWatcher {
         if (value !== null && jobId !== undefined) this.cancel(jobId);
       });
     } catch (err) {
-      this.o.logger.warn({ err }, 'Could not check cancellation keys');
+      this.errors.warn(err, 'Could not check cancellation keys');
     }
   }
 }

@@ -2,6 +2,7 @@ import { QueueEvents } from 'bullmq';
 import { GENERATION_QUEUE, type Keyspace } from '../../contract/index.js';
 import type { Logger } from '../../common/logger.js';
 import type { Redis } from '../../common/redis.js';
+import { RepeatedErrorLog } from '../../common/repeated-error-log.js';
 import type { TritonStore } from '../db/triton-store.js';
 import type { EventPublisher } from '../events/event-publisher.js';
 import type { GenerationQueue } from '../generation-queue.js';
@@ -25,6 +26,9 @@ export interface JobSweeperOptions {
   graceMs?: number;
 }
 
+/** How long closing waits for the queue's event listener to let go of Redis. */
+const CLOSE_TIMEOUT_MS = 3000;
+
 /**
  * Makes sure no job stays `queued` or `running` forever and that every ending is published:
  * - a job BullMQ fails outside the processor (a worker died holding it too often: "stalled") is
@@ -39,9 +43,11 @@ export class JobSweeper {
   private timer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
+  private readonly errors: RepeatedErrorLog;
 
   constructor({ intervalMs = 15_000, graceMs = 30_000, ...options }: JobSweeperOptions) {
     this.o = { intervalMs, graceMs, ...options };
+    this.errors = new RepeatedErrorLog(options.logger);
     this.events = new QueueEvents(GENERATION_QUEUE, {
       connection: options.connection,
       prefix: options.keyspace.queuePrefix,
@@ -49,9 +55,7 @@ export class JobSweeper {
     this.events.on('failed', ({ jobId, failedReason }) => {
       void this.failFromQueue(jobId, failedReason);
     });
-    this.events.on('error', (err) =>
-      options.logger.warn({ err: err.message }, 'Queue event listener error'),
-    );
+    this.events.on('error', (err) => this.errors.warn(err, 'Queue event listener error'));
   }
 
   async start(): Promise<void> {
@@ -63,7 +67,7 @@ export class JobSweeper {
   /** One pass over unfinished jobs. Concurrent calls share one pass. */
   sweep(): Promise<void> {
     this.sweeping ??= this.doSweep()
-      .catch((err: Error) => this.o.logger.warn({ err: err.message }, 'Job sweep failed'))
+      .catch((err: unknown) => this.errors.warn(err, 'Job sweep failed'))
       .finally(() => {
         this.sweeping = undefined;
       });
@@ -130,7 +134,20 @@ export class JobSweeper {
     this.closing ??= (async () => {
       clearInterval(this.timer);
       await this.sweeping;
-      await this.events.close();
+      // Closing the queue's event listener waits for its connection to end, which never comes
+      // while that connection waits to reconnect to a Redis that is down: a shutdown must not.
+      let timer: NodeJS.Timeout | undefined;
+      const closed = this.events.close().catch(() => undefined);
+      await Promise.race([
+        closed,
+        new Promise<void>((resolve) => {
+          timer = setTimeout(() => {
+            this.errors.warn('no answer from Redis', 'Gave up closing the queue event listener');
+            resolve();
+          }, CLOSE_TIMEOUT_MS);
+        }),
+      ]);
+      clearTimeout(timer);
     })();
     return this.closing;
   }

@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorBody } from '../../../src/contract/index.js';
 import { PartProcess } from '../../helpers/part-process.js';
 import { freePort } from '../../helpers/ports.js';
+import { startRedis } from '../../helpers/redis.js';
 import { openSse, payloads, type SseConnection } from '../../helpers/sse-client.js';
 import {
   createClientWithProposition,
@@ -226,19 +227,126 @@ describe('SUBMIT_RATE_LIMIT_PER_MINUTE', () => {
   );
 
   it(
-    'counts per end user behind the gateway: one user at the limit does not block another',
+    'is not dodged by naming other addresses in X-Forwarded-For, on either API',
     { timeout: 60_000 },
     async () => {
-      system = await startSystem({ env: { SUBMIT_RATE_LIMIT_PER_MINUTE: '3' } });
+      // One system per API: mare-api passes each submission on, and triton-api counts it too.
+      for (const api of ['mare-api', 'triton-api']) {
+        system = await startSystem({ env: { SUBMIT_RATE_LIMIT_PER_MINUTE: '3' } });
+        const sys = system;
+        const clientId = await createClientWithProposition(sys.tritonUrl);
+        const path =
+          api === 'mare-api'
+            ? `${sys.mareUrl}/v1/triton/clients/${clientId}/generate-templates`
+            : `${sys.tritonUrl}/clients/${clientId}/generate-templates`;
+        // A caller on this machine says it is someone else each time, with and without a
+        // made-up gateway secret: it is counted by its own address all the same.
+        const as = (n: number) =>
+          http<{ job_id: string }>('POST', path, undefined, {
+            'x-forwarded-for': `198.51.100.${n}`,
+            ...(n % 2 ? { 'x-gateway-secret': `guess-${n}` } : {}),
+          });
+        for (let n = 1; n <= 3; n++) expect((await as(n)).status, api).toBe(202);
+        const limited = await as(4);
+        expectError(limited, 429, 'RATE_LIMITED');
+        expect(retryAfter(limited)).toBeGreaterThanOrEqual(1);
+        await sys.close();
+        system = undefined;
+      }
+    },
+  );
+
+  it(
+    'counts per end user behind the gateway, on the gateway and on triton-api, which takes the user from the gateway alone',
+    { timeout: 60_000 },
+    async () => {
+      const secret = 'a-secret-that-only-the-gateway-and-triton-api-share';
+      system = await startSystem({
+        env: { SUBMIT_RATE_LIMIT_PER_MINUTE: '3', GATEWAY_SECRET: secret },
+      });
       const sys = system;
+      // A gateway behind a proxy of the operator's (on loopback here) that names the user.
+      const port = await freePort();
+      await startPart(
+        'src/mare/main-api.ts',
+        {
+          REDIS_URL: sys.redis.url,
+          TRITON_API_URL: sys.tritonUrl,
+          MARE_API_PORT: String(port),
+          SUBMIT_RATE_LIMIT_PER_MINUTE: '3',
+          TRUST_PROXY: 'loopback',
+          GATEWAY_SECRET: secret,
+        },
+        /^Server listening at/,
+      );
       const clientId = await createClientWithProposition(sys.tritonUrl);
-      const path = `${sys.mareUrl}/v1/triton/clients/${clientId}/generate-templates`;
-      // The gateway trusts its proxy (loopback here) to name the user, and names the user to
-      // triton-api in turn: without that, triton-api would count every user as the gateway.
+      const path = `http://127.0.0.1:${port}/v1/triton/clients/${clientId}/generate-templates`;
       const as = (user: string) => http('POST', path, undefined, { 'x-forwarded-for': user });
       for (let i = 0; i < 3; i++) expect((await as('203.0.113.1')).status).toBe(202);
       expectError(await as('203.0.113.1'), 429, 'RATE_LIMITED');
+      // Had either API counted the gateway rather than the user, this one would be refused.
       expect((await as('203.0.113.2')).status).toBe(202);
+      expect((await as('203.0.113.2')).status).toBe(202);
+
+      // triton-api counted the gateway's submissions for the users: this caller, the gateway's
+      // own address, has used none of its own, however it names itself.
+      const direct = `${sys.tritonUrl}/clients/${clientId}/generate-templates`;
+      const claiming = (user: string) =>
+        http('POST', direct, undefined, { 'x-forwarded-for': user, 'x-gateway-secret': 'wrong' });
+      for (let i = 0; i < 3; i++) expect((await claiming(`198.51.100.${i}`)).status).toBe(202);
+      expectError(await claiming('198.51.100.9'), 429, 'RATE_LIMITED');
+    },
+  );
+});
+
+describe('WRITE_RATE_LIMIT_PER_MINUTE', () => {
+  it(
+    'answers the 4th write within a minute with 429 RATE_LIMITED and a Retry-After on both APIs, whatever X-Forwarded-For says',
+    { timeout: 60_000 },
+    async () => {
+      for (const api of ['mare-api', 'triton-api']) {
+        system = await startSystem({ env: { WRITE_RATE_LIMIT_PER_MINUTE: '3' } });
+        const sys = system;
+        const url =
+          api === 'mare-api' ? `${sys.mareUrl}/v1/triton/clients` : `${sys.tritonUrl}/clients/`;
+        const write = (n: number) =>
+          http(
+            'POST',
+            url,
+            { name: `Client ${n}`, industry: 'Retail' },
+            { 'x-forwarded-for': `198.51.100.${n}` },
+          );
+        for (let n = 1; n <= 3; n++) expect((await write(n)).status, api).toBe(201);
+        const limited = await write(4);
+        expectError(limited, 429, 'RATE_LIMITED');
+        expect(retryAfter(limited)).toBeGreaterThanOrEqual(1);
+        expect(retryAfter(limited)).toBeLessThanOrEqual(60);
+        expect(ErrorBody.parse(limited.body).error.message).toMatch(
+          /^Too many writes .*: at most 3 per minute; retry in /,
+        );
+        // Value propositions and cancellations are writes too; reads are not.
+        const listed = await http<{ clients: Array<{ id: string }> }>('GET', url);
+        expect(listed.status).toBe(200);
+        const clientId = listed.body.clients[0]!.id;
+        const cancel = await http(
+          'POST',
+          api === 'mare-api'
+            ? `${sys.mareUrl}/v1/triton/jobs/${clientId}/cancel`
+            : `${sys.tritonUrl}/jobs/${clientId}/cancel`,
+        );
+        expectError(cancel, 429, 'RATE_LIMITED');
+        const proposition = await http(
+          'POST',
+          `${url.replace(/\/$/, '')}/${clientId}/value-propositions`,
+          {
+            content: 'We reduce readmissions',
+          },
+        );
+        expectError(proposition, 429, 'RATE_LIMITED');
+        if (api === 'triton-api') break;
+        await sys.close();
+        system = undefined;
+      }
     },
   );
 });
@@ -309,6 +417,38 @@ describe('graceful shutdown on SIGTERM', () => {
       // The job had not finished: its stream was ended by the shutdown, not by the job.
       expect(job.state.text).not.toContain('Connection closing');
       expect(logIndex(mare, /^Stopped$/)).toBeGreaterThan(logIndex(mare, /^Received SIGTERM/));
+    },
+  );
+
+  it(
+    'triton-api with its worker exits 0 on SIGTERM while its Redis is down',
+    { timeout: 90_000 },
+    async () => {
+      const redis = await startRedis();
+      try {
+        const port = await freePort();
+        const triton = await startPart(
+          'src/triton/main-api.ts',
+          {
+            REDIS_URL: redis.url,
+            TRITON_API_PORT: String(port),
+            PGLITE_DATA_DIR: 'memory://',
+            SHUTDOWN_TIMEOUT_MS: '500',
+          },
+          /^Server listening at/,
+        );
+        await redis.kill();
+        await triton.waitForLog(/^Redis connection "triton" failed/);
+        const signalledAt = performance.now();
+        expect(await triton.stop('SIGTERM', 45_000)).toBe(0);
+        // A sanity bound: the drain waits are seconds, not the kill above.
+        expect(performance.now() - signalledAt).toBeLessThan(40_000);
+        expect(logIndex(triton, /^Stopped$/)).toBeGreaterThan(
+          logIndex(triton, /^Received SIGTERM/),
+        );
+      } finally {
+        await redis.close();
+      }
     },
   );
 

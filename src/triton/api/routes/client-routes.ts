@@ -10,11 +10,17 @@ import {
   ValuePropositionList,
 } from '../../../contract/index.js';
 import type { HttpApp } from '../../../common/http.js';
+import type { RouteLimit } from '../../../common/rate-limit.js';
 import type { TritonStore } from '../../db/triton-store.js';
 import { ClientParams, Page, readErrors } from './params.js';
 
 /** Clients, their value propositions and their templates. */
-export function registerClientRoutes(app: HttpApp, { store }: { store: TritonStore }): void {
+export function registerClientRoutes(
+  app: HttpApp,
+  { store }: { store: TritonStore },
+  /** Route config that rate-limits writes (empty: no limit). */
+  writeLimit: RouteLimit = {},
+): void {
   app.get(
     '/clients/',
     {
@@ -35,8 +41,9 @@ export function registerClientRoutes(app: HttpApp, { store }: { store: TritonSto
         tags: ['clients'],
         summary: 'Create a client',
         body: CreateClientBody,
-        response: { 201: Client, 400: ErrorBody },
+        response: { 201: Client, 400: ErrorBody, 429: ErrorBody },
       },
+      config: writeLimit,
     },
     async (request, reply) => reply.code(201).send(await store.createClient(request.body)),
   );
@@ -67,8 +74,9 @@ export function registerClientRoutes(app: HttpApp, { store }: { store: TritonSto
         summary: "Add a value proposition; an active one replaces the client's previous active one",
         params: ClientParams,
         body: CreateValuePropositionBody,
-        response: { 201: ValueProposition, ...readErrors },
+        response: { 201: ValueProposition, 429: ErrorBody, ...readErrors },
       },
+      config: writeLimit,
     },
     async (request, reply) => {
       const vp = await store.createValueProposition(request.params.client_id, {

@@ -6,6 +6,7 @@ import {
   TemplateList,
 } from '../../../contract/index.js';
 import type { HttpApp } from '../../../common/http.js';
+import type { RateLimitKind, RouteLimit } from '../../../common/rate-limit.js';
 import { requestCancellation, type RequestCancellationDeps } from '../../job-cancellation.js';
 import { submitGeneration, type SubmitGenerationDeps } from '../submit-generation.js';
 import { ClientParams, JobParams, readErrors } from './params.js';
@@ -14,8 +15,8 @@ import { ClientParams, JobParams, readErrors } from './params.js';
 export function registerJobRoutes(
   app: HttpApp,
   deps: SubmitGenerationDeps & RequestCancellationDeps,
-  /** Route config that rate-limits submissions (empty: no limit). */
-  submitLimit: object = {},
+  /** Route config that rate-limits submissions and writes (empty: no limit). */
+  limits: Partial<Record<RateLimitKind, RouteLimit>> = {},
 ): void {
   const { store } = deps;
 
@@ -28,7 +29,7 @@ export function registerJobRoutes(
         params: ClientParams,
         response: { 202: JobAccepted, 400: ErrorBody, 429: ErrorBody, 503: ErrorBody },
       },
-      config: submitLimit,
+      config: limits.submit ?? {},
     },
     async (request, reply) =>
       reply.code(202).send(await submitGeneration(deps, request.params.client_id)),
@@ -59,8 +60,9 @@ export function registerJobRoutes(
         summary:
           'Cancel a job: a queued one never starts, a running one stops within a second (its stored templates stay)',
         params: JobParams,
-        response: { 202: JobStatusDocument, 409: ErrorBody, ...readErrors },
+        response: { 202: JobStatusDocument, 409: ErrorBody, 429: ErrorBody, ...readErrors },
       },
+      config: limits.write ?? {},
     },
     async (request, reply) =>
       reply.code(202).send(await requestCancellation(deps, request.params.job_id)),
