@@ -1,13 +1,13 @@
 import rateLimit from '@fastify/rate-limit';
-import { AppError } from '../contract/index.js';
+import { AppError, createKeyspace } from '../contract/index.js';
 import type { HttpApp } from './http.js';
-import type { Redis } from './redis.js';
+import type { RedisClient } from './redis.js';
 
 export interface SubmitRateLimitOptions {
   /** Submissions per client address per minute; 0 turns the limit off. */
   perMinute: number;
   /** Shared counters, so that every instance behind a load balancer enforces one limit. */
-  redis: Redis;
+  redis: RedisClient;
   /** Prefix of the counters' keys (the deployment's key prefix). */
   keyPrefix: string;
 }
@@ -25,7 +25,7 @@ export async function registerSubmitRateLimit(
   await app.register(rateLimit, {
     global: false,
     redis,
-    nameSpace: `${keyPrefix}triton:ratelimit:`,
+    nameSpace: createKeyspace(keyPrefix).rateLimitPrefix,
     skipOnError: true,
     errorResponseBuilder: (_request, context) =>
       new AppError(

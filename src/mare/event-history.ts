@@ -11,7 +11,7 @@ import {
   type DraftState,
   withStreamId,
 } from '../contract/index.js';
-import type { Redis } from '../common/redis.js';
+import type { RedisClient } from '../common/redis.js';
 
 /** One event read back from history: decoded, and its JSON exactly as it was published. */
 export interface StoredEvent {
@@ -59,7 +59,7 @@ const RETRY_AFTER_SECONDS = 2;
 /** What reading history needs. */
 export interface EventHistoryOptions {
   /** The connection to the Redis that carries triton's events; its owner closes it. */
-  redis: Redis;
+  redis: RedisClient;
   keyspace: Keyspace;
 }
 
@@ -68,7 +68,7 @@ export interface EventHistoryOptions {
  * cannot answer fails with `UPSTREAM_UNAVAILABLE` (503, with Retry-After).
  */
 export class EventHistory {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly keyspace: Keyspace;
 
   constructor({ redis, keyspace }: EventHistoryOptions) {

@@ -4,7 +4,13 @@ import { boundPort, localUrl, type HttpApp } from '../common/http.js';
 import type { Logger } from '../common/logger.js';
 import { createHttpDurationHistogram, createRegistry } from '../common/metrics.js';
 import { createCachedLookupFastPath } from './cached-lookup-fast-path.js';
-import { closeRedis, createRedis, redactUrl, waitForRedis } from '../common/redis.js';
+import {
+  closeRedis,
+  createRedisClient,
+  detectRedis,
+  redactUrl,
+  waitForRedis,
+} from '../common/redis.js';
 import { EventHistory } from './event-history.js';
 import { JobLookup } from './job-lookup.js';
 import { JobSnapshots } from './job-snapshots.js';
@@ -45,18 +51,20 @@ export async function startMare({
   const log = logger.child({ service: 'mare-api' });
   const keyspace = createKeyspace(common.keyPrefix);
 
+  const cacheTarget = await detectRedis(cacheUrl);
+  const eventsTarget = eventsUrl === cacheUrl ? cacheTarget : await detectRedis(eventsUrl);
   // Lookups fail fast while the cache is down and fall back to triton-api.
-  const cacheRedis = createRedis(cacheUrl, {
+  const cacheRedis = createRedisClient(cacheTarget, {
     name: 'mare-cache',
     logger: log,
     maxRetriesPerRequest: 1,
   });
-  const eventsRedis = createRedis(eventsUrl, {
+  const eventsRedis = createRedisClient(eventsTarget, {
     name: 'mare-history',
     logger: log,
     maxRetriesPerRequest: 1,
   });
-  const subscriberRedis = createRedis(eventsUrl, {
+  const subscriberRedis = createRedisClient(eventsTarget, {
     name: 'mare-subscriber',
     logger: log,
     maxRetriesPerRequest: null,
@@ -66,7 +74,10 @@ export async function startMare({
     waitForRedis(eventsRedis, eventsUrl),
     waitForRedis(subscriberRedis, eventsUrl),
   ]);
-  log.info(`Redis: cache ${redactUrl(cacheUrl)}, events ${redactUrl(eventsUrl)}`);
+  const kind = (cluster: boolean) => (cluster ? ' (cluster)' : '');
+  log.info(
+    `Redis: cache ${redactUrl(cacheUrl)}${kind(cacheTarget.cluster)}, events ${redactUrl(eventsUrl)}${kind(eventsTarget.cluster)}`,
+  );
 
   const registry = createRegistry('mare-api');
   const metrics = new MareMetrics(registry);

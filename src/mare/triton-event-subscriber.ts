@@ -1,10 +1,10 @@
 import { decodeEvent, EventDecodeError, type JobEvent, type Keyspace } from '../contract/index.js';
 import type { Logger } from '../common/logger.js';
-import { closeRedis, type Redis } from '../common/redis.js';
+import { closeRedis, type RedisClient } from '../common/redis.js';
 
 export interface TritonEventSubscriberOptions {
   /** A connection for this subscriber alone (it enters subscriber mode); closed by `close()`. */
-  redis: Redis;
+  redis: RedisClient;
   keyspace: Keyspace;
   logger: Logger;
   /** Receives every valid event with its JSON exactly as published. */

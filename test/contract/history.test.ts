@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   createKeyspace,
+  GENERATION_QUEUE,
   globalEventId,
   historyEntryField,
   HISTORY_FIELD_EVENT,
@@ -10,6 +11,7 @@ import {
   parseGlobalEventId,
   seqOfJobHistoryEntryId,
 } from '../../src/contract/index.js';
+import { clusterSlot, hashTag } from '../helpers/cluster-slot.js';
 
 const JOB_ID = '3f2b8c1e-4d5a-4b6c-9e7f-0a1b2c3d4e5f';
 
@@ -104,10 +106,49 @@ describe('createKeyspace', () => {
     expect(k.allJobsChannel).toBe('test-1:triton:jobs:all');
     expect(k.jobChannel(JOB_ID)).toBe(`test-1:triton:jobs:${JOB_ID}`);
     expect(k.jobResultKey(JOB_ID)).toBe(`test-1:triton:job:result:${JOB_ID}`);
-    expect(k.jobHistoryKey(JOB_ID)).toBe(`test-1:${plain.jobHistoryKey(JOB_ID)}`);
-    expect(k.jobSeqKey(JOB_ID)).toBe(`test-1:${plain.jobSeqKey(JOB_ID)}`);
+    // A job's keys carry its channel's name, prefix included, as their hash tag.
+    expect(k.jobHistoryKey(JOB_ID)).toBe(`test-1:triton:job:events:{test-1:triton:jobs:${JOB_ID}}`);
+    expect(k.jobSeqKey(JOB_ID)).toBe(`test-1:triton:job:seq:{test-1:triton:jobs:${JOB_ID}}`);
     expect(k.globalHistoryKey).toBe(`test-1:${plain.globalHistoryKey}`);
+    expect(k.globalReceiptKey('t')).toBe(`test-1:${plain.globalReceiptKey('t')}`);
     expect(k.queuePrefix).toBe(`test-1:${plain.queuePrefix}`);
+    expect(k.rateLimitPrefix).toBe(`test-1:${plain.rateLimitPrefix}`);
+    expect(k.cacherLeaseKey).toBe(`test-1:${plain.cacherLeaseKey}`);
+  });
+
+  it.each([
+    ['no prefix', ''],
+    ['a prefix', 'test-1:'],
+  ])("puts every key of a job in its channel's cluster slot (%s)", (_what, prefix) => {
+    const k = createKeyspace(prefix);
+    const slot = clusterSlot(k.jobChannel(JOB_ID));
+    for (const key of [
+      k.jobHistoryKey(JOB_ID),
+      k.jobSeqKey(JOB_ID),
+      k.publishReceiptKey(JOB_ID, 'token'),
+      k.jobDraftKey(JOB_ID),
+      k.jobCancelKey(JOB_ID),
+    ]) {
+      expect(hashTag(key), key).toBe(k.jobChannel(JOB_ID));
+      expect(clusterSlot(key), key).toBe(slot);
+    }
+  });
+
+  it('puts the global history and its receipts in one slot, and the queue in another', () => {
+    const k = createKeyspace('p:');
+    expect(clusterSlot(k.globalReceiptKey('token'))).toBe(clusterSlot(k.globalHistoryKey));
+    expect(hashTag(k.globalHistoryKey)).toBe('triton:events');
+    expect(hashTag(`${k.queuePrefix}:${GENERATION_QUEUE}:wait`)).toBe('triton:queue');
+  });
+
+  it('computes slots as Redis does (the specification’s test vectors)', () => {
+    expect(clusterSlot('123456789')).toBe(0x31c3);
+    expect(clusterSlot('foo')).toBe(12182);
+    expect(clusterSlot('{user1000}.following')).toBe(clusterSlot('user1000'));
+    // An empty tag does not count; the first `}` after the first `{` ends the tag.
+    expect(clusterSlot('foo{}{bar}')).toBe(8363);
+    expect(clusterSlot('foo{{bar}}zap')).toBe(4015);
+    expect(clusterSlot('foo{bar}{zap}')).toBe(clusterSlot('bar'));
   });
 
   it("gives every per-job name its own key, distinct from the seed's channels and each other", () => {
@@ -120,6 +161,7 @@ describe('createKeyspace', () => {
       k.jobSeqKey(JOB_ID),
       k.globalHistoryKey,
       k.queuePrefix,
+      k.cacherLeaseKey,
     ];
     expect(new Set(names).size).toBe(names.length);
   });

@@ -7,7 +7,7 @@ import type { Logger } from '../../common/logger.js';
 import { registerMetricsRoute } from '../../common/metrics.js';
 import { registerSubmitRateLimit, type SubmitRateLimitOptions } from '../../common/rate-limit.js';
 import type { Keyspace } from '../../contract/index.js';
-import type { Redis } from '../../common/redis.js';
+import type { RedisClient } from '../../common/redis.js';
 import type { TritonMetrics } from '../triton-metrics.js';
 import type { TritonStore } from '../db/triton-store.js';
 import type { EventPublisher } from '../events/event-publisher.js';
@@ -22,7 +22,7 @@ export interface TritonApiDeps {
   queue: GenerationQueue;
   publisher: EventPublisher;
   /** Connection for cancellation requests (a key and a channel). */
-  redis: Redis;
+  redis: RedisClient;
   keyspace: Keyspace;
   logger: Logger;
   registry: Registry;

@@ -1,6 +1,6 @@
 import type { Keyspace } from '../../contract/index.js';
 import type { Logger } from '../../common/logger.js';
-import { closeRedis, type Redis } from '../../common/redis.js';
+import { closeRedis, type RedisClient } from '../../common/redis.js';
 
 /** The reason a job's signal aborts with when someone cancelled it. */
 export class JobCancelled extends Error {
@@ -21,9 +21,9 @@ export interface CancellationWatch {
 /** What watching for cancellations needs. */
 export interface CancellationWatcherOptions {
   /** A connection for this watcher alone (it enters subscriber mode); closed by `close()`. */
-  subscriber: Redis;
+  subscriber: RedisClient;
   /** A connection for reading cancellation keys; its owner closes it. */
-  redis: Redis;
+  redis: RedisClient;
   keyspace: Keyspace;
   logger: Logger;
 }
@@ -94,11 +94,11 @@ export class CancellationWatcher {
   private async check(jobIds: string[]): Promise<void> {
     if (jobIds.length === 0) return;
     try {
-      const keys = jobIds.map((id) => this.o.keyspace.jobCancelKey(id));
-      const values = await this.o.redis.mget(...keys);
-      values.forEach((value, i) => {
+      // One read per job: on a cluster each job's key lives in its own slot.
+      const found = await Promise.all(jobIds.map((id) => this.requested(id)));
+      found.forEach((requested, i) => {
         const jobId = jobIds[i];
-        if (value !== null && jobId !== undefined) this.cancel(jobId);
+        if (requested && jobId !== undefined) this.cancel(jobId);
       });
     } catch (err) {
       this.o.logger.warn({ err }, 'Could not check cancellation keys');
