@@ -102,8 +102,10 @@ export async function closeRedis(redis: RedisClient): Promise<void> {
   }
 }
 
-/** Where a URL points, as ioredis options for one node (without the database it selects). */
-function nodeOptionsOf(url: string): { host: string; port: number; db: number } & RedisOptions {
+/** Where a URL points, as ioredis options for one node, and the database it selects. */
+export function nodeOptionsOf(
+  url: string,
+): { host: string; port: number; db: number } & RedisOptions {
   const u = new URL(url);
   return {
     host: u.hostname.replace(/^\[(.*)\]$/, '$1'),

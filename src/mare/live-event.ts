@@ -24,7 +24,7 @@ export class LiveEvent {
 
   constructor(
     readonly event: JobEvent,
-    /** The JSON exactly as published on the all-jobs channel: written as is, never re-encoded. */
+    /** The JSON exactly as published on its channel: written as is, never re-encoded. */
     readonly json: string,
   ) {
     this.terminal = isTerminalEvent(event);
@@ -66,10 +66,10 @@ export class LiveEvent {
     return (this.jobFrameText ??= formatSseEvent(this.event.seq, withoutStreamId(this.json)));
   }
 
-  /** Frame for the all-jobs stream: `id: {job_id}:{seq}`. */
+  /** Frame for the all-jobs stream: `id: {job_id}:{seq}:{stream_id}`. */
   get globalFrame(): string {
     return (this.globalFrameText ??= formatSseEvent(
-      globalEventId(this.event.job_id, this.event.seq),
+      globalEventId(this.event.job_id, this.event.seq, this.event.stream_id),
       this.json,
     ));
   }

@@ -149,11 +149,7 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
     const generator =
       options.generator ?? createTemplateGenerator(triton, { logger: log, metrics });
     cancellations = new CancellationWatcher({
-      subscriber: createRedisClient(target, {
-        name: 'triton-cancellations',
-        logger: log,
-        maxRetriesPerRequest: null,
-      }),
+      target,
       redis,
       keyspace,
       logger: log,

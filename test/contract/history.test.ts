@@ -54,15 +54,28 @@ describe('historyEntryField', () => {
 });
 
 describe('global event ids', () => {
-  it('are {job_id}:{seq}', () => {
+  it('are {job_id}:{seq}:{stream_id}, or {job_id}:{seq} without a position', () => {
+    expect(globalEventId(JOB_ID, 7, '1733-2')).toBe(`${JOB_ID}:7:1733-2`);
     expect(globalEventId(JOB_ID, 7)).toBe(`${JOB_ID}:7`);
   });
 
-  it('round-trip any UUID and positive seq', () => {
+  it('round-trip any UUID, positive seq and stream position', () => {
     fc.assert(
-      fc.property(fc.uuid(), fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }), (id, seq) => {
-        expect(parseGlobalEventId(globalEventId(id, seq))).toEqual({ jobId: id, seq });
-      }),
+      fc.property(
+        fc.uuid(),
+        fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+        fc.nat(),
+        fc.nat(),
+        (id, seq, ms, n) => {
+          const streamId = `${ms}-${n}`;
+          expect(parseGlobalEventId(globalEventId(id, seq, streamId))).toEqual({
+            jobId: id,
+            seq,
+            streamId,
+          });
+          expect(parseGlobalEventId(globalEventId(id, seq))).toEqual({ jobId: id, seq });
+        },
+      ),
     );
   });
 
@@ -83,7 +96,10 @@ describe('global event ids', () => {
     ['a job id with a suffix', `${JOB_ID}x:1`],
     ['36 characters that are not a UUID', `${'z'.repeat(36)}:1`],
     ['a UUID-length id with a newline', `${JOB_ID.slice(0, 35)}\n:1`],
-    ['an extra colon', `${JOB_ID}:1:2`],
+    ['a position that is not a stream id', `${JOB_ID}:1:2`],
+    ['an empty position', `${JOB_ID}:1:`],
+    ['a position with letters', `${JOB_ID}:1:17a-0`],
+    ['an extra colon after the position', `${JOB_ID}:1:1733-0:`],
     ['a seq beyond the safe integers', `${JOB_ID}:9007199254740993`],
   ])('reject %s', (_what, id) => {
     expect(parseGlobalEventId(id)).toBeUndefined();

@@ -417,13 +417,17 @@ describe('history and resume', () => {
     for (const id of [first, second]) {
       expectWholeRun(seen.filter((e) => e.job_id === id));
     }
-    for (const e of all.events) expect(e.id).toMatch(/^[0-9a-f-]{36}:\d+$/);
+    // Each id is the event and its position in the global history.
+    for (const e of all.events) {
+      const { job_id, seq, stream_id } = JSON.parse(e.data) as Event;
+      expect(e.id).toBe(`${String(job_id)}:${String(seq)}:${String(stream_id)}`);
+      expect(e.id).toMatch(/^[0-9a-f-]{36}:\d+:\d+-\d+$/);
+    }
 
     // Resume after the fifth event of the first job: everything published later, nothing before.
-    const anchorIndex = all.events.findIndex((e) => e.id === `${first}:5`);
-    const resumed = await openSse(`${system.mareUrl}/v1/triton/events`, {
-      lastEventId: `${first}:5`,
-    });
+    const anchorIndex = all.events.findIndex((e) => e.id?.startsWith(`${first}:5:`));
+    const anchor = all.events[anchorIndex]?.id ?? '';
+    const resumed = await openSse(`${system.mareUrl}/v1/triton/events`, { lastEventId: anchor });
     const expected = all.events.slice(anchorIndex + 1).map((e) => e.id);
     await resumed.waitForEvents(expected.length);
     resumed.close();

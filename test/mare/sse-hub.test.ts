@@ -25,7 +25,7 @@ afterEach(() => {
 function watchJob(h: SseHub, jobId: string) {
   const res = new FakeResponse();
   const stream = new JobStream(res.asResponse(), h.batch, jobId, 0);
-  h.addJobStream(stream);
+  void h.addJobStream(stream);
   stream.open({ kind: 'replay', events: [] }, 1000);
   return { res, stream };
 }
@@ -33,24 +33,56 @@ function watchJob(h: SseHub, jobId: string) {
 function watchAll(h: SseHub) {
   const res = new FakeResponse();
   const stream = new AllJobsStream(res.asResponse(), h.batch);
-  h.addAllJobsStream(stream);
+  void h.addAllJobsStream(stream);
   stream.open([], 1000);
   return { res, stream };
 }
 
 describe('SseHub', () => {
-  it("broadcasts an event to its job's watchers and every all-jobs watcher, and to no one else", async () => {
+  it("hands a job channel's event to that job's watchers only, and an all-jobs event to every all-jobs watcher only", async () => {
     const h = hub();
     const a = randomUUID();
     const b = randomUUID();
     const watcherA = watchJob(h, a);
     const watcherB = watchJob(h, b);
     const all = watchAll(h);
-    h.broadcast(live(jobEvents.started(a, 1)));
+    h.broadcastJob(live(jobEvents.started(a, 1)));
     await nextTurn();
     expect(watcherA.res.text).toContain(`"job_id":"${a}"`);
     expect(watcherB.res.text).not.toContain('job_id');
-    expect(all.res.text).toContain(`id: ${a}:1`);
+    expect(all.res.text).not.toContain('job_id');
+    h.broadcastAll(live({ ...jobEvents.queued(b, 1), stream_id: '1733-0' }));
+    await nextTurn();
+    expect(all.res.text).toContain(`id: ${b}:1:1733-0`);
+    expect(watcherB.res.text).not.toContain('job_id');
+  });
+
+  it('watches a job while a stream here watches it, and every job while an all-jobs stream is open', () => {
+    const calls: string[] = [];
+    const h = hub({
+      subscriptions: {
+        watchJob: (id) => (calls.push(`watch ${id}`), Promise.resolve()),
+        unwatchJob: (id) => void calls.push(`unwatch ${id}`),
+        watchAll: () => (calls.push('watch all'), Promise.resolve()),
+        unwatchAll: () => void calls.push('unwatch all'),
+      },
+    });
+    const job = randomUUID();
+    const one = watchJob(h, job);
+    const two = watchJob(h, job);
+    const all = watchAll(h);
+    one.res.disconnect();
+    one.stream.end();
+    two.stream.end();
+    all.res.disconnect();
+    expect(calls).toEqual([
+      `watch ${job}`,
+      `watch ${job}`,
+      'watch all',
+      `unwatch ${job}`,
+      `unwatch ${job}`,
+      'unwatch all',
+    ]);
   });
 
   it('counts connections by kind and forgets each one when it closes', () => {

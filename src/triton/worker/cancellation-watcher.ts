@@ -1,6 +1,7 @@
 import type { Keyspace } from '../../contract/index.js';
 import type { Logger } from '../../common/logger.js';
-import { closeRedis, type RedisClient } from '../../common/redis.js';
+import { RedisSubscriber } from '../../common/redis-subscriber.js';
+import type { RedisClient, RedisTarget } from '../../common/redis.js';
 
 /** The reason a job's signal aborts with when someone cancelled it. */
 export class JobCancelled extends Error {
@@ -20,8 +21,8 @@ export interface CancellationWatch {
 
 /** What watching for cancellations needs. */
 export interface CancellationWatcherOptions {
-  /** A connection for this watcher alone (it enters subscriber mode); closed by `close()`. */
-  subscriber: RedisClient;
+  /** The Redis carrying the cancellation channel: the watcher subscribes on its own connection. */
+  target: RedisTarget;
   /** A connection for reading cancellation keys; its owner closes it. */
   redis: RedisClient;
   keyspace: Keyspace;
@@ -37,24 +38,31 @@ export interface CancellationWatcherOptions {
 export class CancellationWatcher {
   private readonly o: CancellationWatcherOptions;
   private readonly running = new Map<string, AbortController>();
-  private subscribed = false;
+  private readonly subscriber: RedisSubscriber;
   private closing: Promise<void> | undefined;
 
   constructor(options: CancellationWatcherOptions) {
     this.o = options;
+    const { keyspace } = options;
+    this.subscriber = new RedisSubscriber({
+      target: options.target,
+      name: 'triton-cancellations',
+      logger: options.logger,
+      onMessage: (channel, jobId) => {
+        if (channel === keyspace.cancelChannel) this.cancel(jobId);
+      },
+      // A message sent while the subscription was down is lost; the key is not.
+      onRestored: () => {
+        if (!this.closing) void this.checkAll();
+      },
+    });
   }
 
   /** Subscribes to the cancellation channel. */
   async start(): Promise<void> {
-    const { subscriber, keyspace, logger } = this.o;
-    subscriber.on('message', (channel: string, jobId: string) => {
-      if (channel === keyspace.cancelChannel) this.cancel(jobId);
-    });
-    subscriber.on('ready', () => {
-      if (this.subscribed && !this.closing) void this.checkAll();
-    });
-    await subscriber.subscribe(keyspace.cancelChannel);
-    this.subscribed = true;
+    const { keyspace, logger } = this.o;
+    await this.subscriber.ready();
+    await this.subscriber.hold(keyspace.cancelChannel, 'classic');
     logger.debug({ channel: keyspace.cancelChannel }, 'Listening for cancellations');
   }
 
@@ -78,7 +86,7 @@ export class CancellationWatcher {
 
   /** Unsubscribes and closes the subscriber connection. Safe to call twice. */
   close(): Promise<void> {
-    this.closing ??= closeRedis(this.o.subscriber);
+    this.closing ??= this.subscriber.close();
     return this.closing;
   }
 
