@@ -4,6 +4,7 @@ import {
   globalEventId,
   resyncFrame,
   retryFrame,
+  streamIdAfter,
   type GlobalEventId,
 } from '../contract/index.js';
 import type { EventHistory, StoredEvent } from './event-history.js';
@@ -31,8 +32,15 @@ export type AllJobsStart =
 
 /** `GET /v1/triton/events`: every job, `id: {job_id}:{seq}:{stream_id}`, never closes by itself. */
 export class AllJobsStream extends SseStream {
-  /** Per job, the last seq that history replayed: only live events racing the replay can repeat it. */
+  /**
+   * Per job, the last seq that history replayed: a live event can repeat one of them until the
+   * live events have passed the replay's end. A live event is no proof that the replay lacks it:
+   * it may have been published before the replay was read yet arrive after (on a cluster,
+   * `triton:jobs:all` reaches the subscriber's node over the cluster bus).
+   */
   private replayed: Map<string, number> | undefined;
+  /** Global position of the last replayed event. */
+  private replayEnd: string | undefined;
 
   /**
    * Opens with the `retry:` line, then `replay` (or, when what the client missed is no longer in
@@ -46,15 +54,23 @@ export class AllJobsStream extends SseStream {
     for (const { event, json } of replay ?? []) {
       text += formatSseEvent(globalEventId(event.job_id, event.seq, event.stream_id), json);
       if (event.seq > (replayed.get(event.job_id) ?? 0)) replayed.set(event.job_id, event.seq);
+      this.replayEnd = event.stream_id;
     }
-    this.replayed = replayed;
+    if (replayed.size > 0) this.replayed = replayed;
     this.openWith(text);
-    // Live events from here on were published after the replay was read.
-    this.replayed = undefined;
   }
 
   protected accept(live: LiveEvent): boolean {
-    const replayed = this.replayed?.get(live.jobId);
+    if (!this.replayed) return true;
+    const position = live.event.stream_id;
+    if (position !== undefined && this.replayEnd !== undefined) {
+      // The channel delivers in the global history's order: past the end, no repeat can follow.
+      if (streamIdAfter(position, this.replayEnd)) {
+        this.replayed = undefined;
+        return true;
+      }
+    }
+    const replayed = this.replayed.get(live.jobId);
     return replayed === undefined || live.seq > replayed;
   }
 

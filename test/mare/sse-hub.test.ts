@@ -57,6 +57,32 @@ describe('SseHub', () => {
     expect(watcherB.res.text).not.toContain('job_id');
   });
 
+  it('an all-jobs stream drops a live event its replay already sent, however late it comes, until live events pass the replay', async () => {
+    const h = hub();
+    const job = randomUUID();
+    const at = (seq: number) => ({ ...jobEvents.progress(job, seq, seq), stream_id: `100-${seq}` });
+    const res = new FakeResponse();
+    const stream = new AllJobsStream(res.asResponse(), h.batch);
+    void h.addAllJobsStream(stream);
+    stream.open(
+      [1, 2].map((seq) => ({ event: at(seq), json: JSON.stringify(at(seq)) })),
+      1000,
+    );
+    // Published before the replay was read, but arriving after it opened.
+    h.broadcastAll(live(at(2)));
+    h.broadcastAll(live(at(3)));
+    // A job whose seq went back (its counter was lost) is still new once past the replay.
+    h.broadcastAll(live({ ...jobEvents.queued(job, 1), stream_id: '100-4' }));
+    await nextTurn();
+    const ids = res.text.split('\n').filter((l) => l.startsWith('id: '));
+    expect(ids).toEqual([
+      `id: ${job}:1:100-1`,
+      `id: ${job}:2:100-2`,
+      `id: ${job}:3:100-3`,
+      `id: ${job}:1:100-4`,
+    ]);
+  });
+
   it('watches a job while a stream here watches it, and every job while an all-jobs stream is open', () => {
     const calls: string[] = [];
     const h = hub({
