@@ -24,6 +24,7 @@ import {
   type ScenarioResult,
 } from './lib/bench-report.js';
 import { profileServersInto } from './lib/server-process.js';
+import { runCluster } from './scenarios/cluster.js';
 import { runFanout } from './scenarios/fanout.js';
 import { runIdleMemory } from './scenarios/idle-memory.js';
 import { runLookup } from './scenarios/lookup.js';
@@ -38,6 +39,7 @@ const RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<ScenarioResul
   lookup: runLookup,
   polling: runPolling,
   queue: runQueue,
+  cluster: runCluster,
 };
 
 /** The most connections one process of this run holds open (the server's side). */
@@ -46,6 +48,7 @@ function connectionsNeeded(options: BenchOptions): number {
   if (options.scenarios.includes('fanout')) sizes.push(...options.fanoutClients);
   if (options.scenarios.includes('per-job')) sizes.push(options.perJobJobs);
   if (options.scenarios.includes('idle')) sizes.push(options.idleClients);
+  if (options.scenarios.includes('cluster')) sizes.push(options.clusterJobs + 1);
   return Math.max(0, ...sizes);
 }
 
