@@ -248,8 +248,18 @@ class ClusterTransport implements Transport {
     });
     this.cluster.on('smessage', onMessage);
     // ioredis resubscribes by itself once it has a connection to each slot's master again, but
-    // without saying when that is confirmed: subscribing again does, and tells the caller.
-    this.cluster.on('subscribersReady', () => lost('sharded'));
+    // without saying when that is confirmed: subscribing again does, and tells the caller. Its
+    // subscribers are also reset when nothing was lost (a replica shows up in the slot map):
+    // only a connection that went away, or a subscriber replaced, counts as a loss.
+    let dropped = false;
+    const drop = () => (dropped = true);
+    this.cluster.on('-node', drop);
+    this.cluster.on('-subscriber', drop);
+    this.cluster.on('subscribersReady', () => {
+      if (!dropped) return;
+      dropped = false;
+      lost('sharded');
+    });
     const start = nodeOptionsOf(target.url);
     this.classic = new AnyNodeSubscriber({
       name,
@@ -348,6 +358,8 @@ class AnyNodeSubscriber {
           // Reconnecting is this class's work: to whichever node answers.
           retryStrategy: () => null,
           maxRetriesPerRequest: 0,
+          // A node that does not answer is passed over quickly for the next one.
+          connectTimeout: 2000,
         });
         redis.on('error', () => undefined);
         try {
