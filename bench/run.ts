@@ -25,6 +25,7 @@ import {
 } from './lib/bench-report.js';
 import { profileServersInto } from './lib/server-process.js';
 import { runDeltas } from './scenarios/deltas.js';
+import { runCluster } from './scenarios/cluster.js';
 import { runFanout } from './scenarios/fanout.js';
 import { runIdleMemory } from './scenarios/idle-memory.js';
 import { runLookup } from './scenarios/lookup.js';
@@ -40,6 +41,7 @@ const RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<ScenarioResul
   lookup: runLookup,
   polling: runPolling,
   queue: runQueue,
+  cluster: runCluster,
 };
 
 /** The most connections one process of this run holds open (the server's side). */
@@ -50,6 +52,7 @@ function connectionsNeeded(options: BenchOptions): number {
   if (options.scenarios.includes('deltas'))
     sizes.push(options.deltaJobs * options.deltaWatchers + options.deltaAllWatchers);
   if (options.scenarios.includes('idle')) sizes.push(options.idleClients);
+  if (options.scenarios.includes('cluster')) sizes.push(options.clusterJobs + 1);
   return Math.max(0, ...sizes);
 }
 

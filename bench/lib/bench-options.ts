@@ -9,6 +9,7 @@ export const SCENARIOS = [
   'lookup',
   'polling',
   'queue',
+  'cluster',
 ] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
@@ -71,6 +72,17 @@ export interface BenchOptions {
   queueTemplates: number;
   queueInFlight: number;
   database: 'pglite' | 'postgres';
+
+  /**
+   * 7. cluster: jobs (one watcher each) split over gateways, events/s over all of them and
+   * seconds at that rate, events in the saturation burst, publishes in flight during it.
+   */
+  clusterJobs: number;
+  clusterGateways: number;
+  clusterRate: number;
+  clusterSeconds: number;
+  clusterBurst: number;
+  clusterInFlight: number;
 }
 
 const FLAGS = {
@@ -108,6 +120,12 @@ const FLAGS = {
   templates: { type: 'string' },
   'in-flight': { type: 'string' },
   db: { type: 'string' },
+  'cluster-jobs': { type: 'string' },
+  'cluster-gateways': { type: 'string' },
+  'cluster-rate': { type: 'string' },
+  'cluster-seconds': { type: 'string' },
+  'cluster-burst': { type: 'string' },
+  'cluster-in-flight': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -127,6 +145,8 @@ export const USAGE = `npm run bench -- [options]   (every option also reads BENC
  lookup     --lookup-jobs 1000  --lookup-connections 50  --lookup-seconds 5  --lookup-rounds 3
  polling    --watch-jobs 20  --job-seconds 10  --poll-interval-ms 2000  --seed-job-seconds 180,300
  queue      --queue-jobs 2000  --concurrency 4  --templates 7  --in-flight 32  --db pglite|postgres
+ cluster    --cluster-jobs 400  --cluster-gateways 4  --cluster-rate 1000 (events/s)  --cluster-seconds 10
+            --cluster-burst 20000 (events)  --cluster-in-flight 128
 `;
 
 function envName(flag: string): string {
@@ -212,5 +232,11 @@ export function parseBenchOptions(argv: string[], env: NodeJS.ProcessEnv): Bench
     queueTemplates: num('templates', 7, 7),
     queueInFlight: num('in-flight', 32, 16),
     database: db,
+    clusterJobs: num('cluster-jobs', 400, 200),
+    clusterGateways: num('cluster-gateways', 4, 4),
+    clusterRate: num('cluster-rate', 1000, 400),
+    clusterSeconds: num('cluster-seconds', 10, 3),
+    clusterBurst: num('cluster-burst', 20_000, 4000),
+    clusterInFlight: num('cluster-in-flight', 128, 128),
   };
 }

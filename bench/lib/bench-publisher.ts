@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { createKeyspace, type JobEventDraft } from '../../src/contract/index.js';
 import { createLogger } from '../../src/common/logger.js';
+import { closeRedis, createRedisCluster, type RedisClient } from '../../src/common/redis.js';
 import { EventPublisher } from '../../src/triton/events/event-publisher.js';
 import { benchEventDraft } from './bench-events.js';
 import { epochMs, sleep } from './clock.js';
@@ -23,25 +24,29 @@ export type DraftOf = (jobId: string, clientId: string, sentAtMs: number) => Job
 
 /**
  * Publishes benchmark events straight to Redis through the project's {@link EventPublisher}
- * (one atomic Lua publish: history streams and both channels), exactly as triton's worker
- * does, stamping each with the time publish was called.
+ * (one atomic Lua publish on a single server, two steps on a cluster: history streams and both
+ * channels), exactly as triton's worker does, stamping each with the time publish was called.
  */
 export class BenchPublisher {
   private n = 0;
   private readonly clientId = randomUUID();
 
   private constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly publisher: EventPublisher,
   ) {}
 
-  static create(redisUrl: string, keyPrefix = ''): BenchPublisher {
-    const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
-    const publisher = new EventPublisher({
-      redis,
-      keyspace: createKeyspace(keyPrefix),
-      logger: createLogger({ logLevel: 'silent', logFormat: 'json' }),
-    });
+  /** A publisher on its own connection; `cluster` when `redisUrl` names a cluster's node. */
+  static create(redisUrl: string, { keyPrefix = '', cluster = false } = {}): BenchPublisher {
+    const logger = createLogger({ logLevel: 'silent', logFormat: 'json' });
+    const redis = cluster
+      ? createRedisCluster(redisUrl, {
+          name: 'bench-publisher',
+          logger,
+          maxRetriesPerRequest: null,
+        })
+      : new Redis(redisUrl, { maxRetriesPerRequest: null });
+    const publisher = new EventPublisher({ redis, keyspace: createKeyspace(keyPrefix), logger });
     return new BenchPublisher(redis, publisher);
   }
 
@@ -156,6 +161,6 @@ export class BenchPublisher {
   }
 
   async close(): Promise<void> {
-    await this.redis.quit().catch(() => this.redis.disconnect());
+    await closeRedis(this.redis);
   }
 }

@@ -35,7 +35,7 @@ export interface AllJobsWatchOptions extends WatchOptions {
   onResync?: (notice: StreamResync) => void;
   /** Replay this many recent events on the first connection (at most 1000). @defaultValue 0 */
   history?: number;
-  /** Resume after this event id (`{job_id}:{seq}`) instead of starting fresh. */
+  /** Resume after this event id (`{job_id}:{seq}:{stream_id}`) instead of starting fresh. */
   lastEventId?: string;
   /** Jobs whose highest `seq` is remembered for dropping duplicates. @defaultValue 10000 */
   maxTrackedJobs?: number;

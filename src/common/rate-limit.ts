@@ -6,7 +6,7 @@ import rateLimit, {
 import type { FastifyRequest } from 'fastify';
 import { AppError, type Keyspace } from '../contract/index.js';
 import type { HttpApp } from './http.js';
-import type { Redis } from './redis.js';
+import type { RedisClient } from './redis.js';
 
 /** The kinds of request that are limited, each with its own count per client. */
 export type RateLimitKind = 'submit' | 'write';
@@ -17,7 +17,7 @@ export interface RateLimitsOptions {
   /** Other writes (clients, value propositions, cancellations) per client per minute; 0: off. */
   writePerMinute: number;
   /** Shared counters, so that every instance behind a load balancer enforces one limit. */
-  redis: Redis;
+  redis: RedisClient;
   keyspace: Keyspace;
   /** Which API counts (`mare-api`, `triton-api`): each keeps its own counts. */
   api: string;
@@ -46,7 +46,7 @@ end
 return {current, ttl}
 `;
 
-type HitRedis = Redis & {
+type HitRedis = RedisClient & {
   rateLimitHit(key: string, windowMs: number): Promise<[number, number]>;
 };
 
@@ -56,7 +56,7 @@ type HitRedis = Redis & {
  * budget of its own).
  */
 function redisStore(
-  redis: Redis,
+  redis: RedisClient,
   keyOf: (kind: string, client: string) => string,
 ): FastifyRateLimitStoreCtor {
   const hits = redis as HitRedis;

@@ -1,20 +1,23 @@
 import { isUuid } from './ids.js';
+import { STREAM_ID_PATTERN } from './events.js';
 import { SnapshotDraft } from './job-status.js';
 
 /**
  * How events are kept in Redis Streams for late and reconnecting subscribers.
  *
  * - Per job (`Keyspace.jobHistoryKey`): entry id `0-{seq}`, fields `e` (the event JSON exactly
- *   as published) and `g` (the id of the same event in the global stream). Reading "everything
- *   after seq N" is `XRANGE key (0-N +`.
+ *   as published) and, on a single server, `g` (the id of the same event in the global stream;
+ *   on a cluster the job's entry is written before the global one). Reading "everything after
+ *   seq N" is `XRANGE key (0-N +`.
  * - Global (`Keyspace.globalHistoryKey`): entry id assigned by Redis, field `e`.
  *
  * - The all-jobs channel carries each event with its global entry id appended as `stream_id`
  *   (`withStreamId`); global entries store the event without it, and readers append their own
  *   entry id, so a replayed event and a live one are the same text.
  *
- * A global SSE event id is `{job_id}:{seq}`: a gateway knows it from the live message alone,
- * and resolving it to a global position is one `XRANGE` on the job's stream (field `g`).
+ * A global SSE event id is `{job_id}:{seq}:{stream_id}`: the event, and its position in the
+ * global history, so that resuming after it is one `XRANGE` from that position. The older form
+ * `{job_id}:{seq}` is still accepted; it is resolved through the job's history (field `g`).
  */
 export const HISTORY_FIELD_EVENT = 'e';
 export const HISTORY_FIELD_GLOBAL_ID = 'g';
@@ -39,18 +42,29 @@ export function historyEntryField(fields: readonly string[], name: string): stri
   return undefined;
 }
 
-/** SSE event id of an event in the all-jobs feed. */
-export function globalEventId(jobId: string, seq: number): string {
-  return `${jobId}:${seq}`;
+/** SSE event id of an event in the all-jobs feed (without its position when none is known). */
+export function globalEventId(jobId: string, seq: number, streamId?: string): string {
+  return streamId === undefined ? `${jobId}:${seq}` : `${jobId}:${seq}:${streamId}`;
 }
 
-/** Parses an all-jobs feed event id; undefined when malformed. */
-export function parseGlobalEventId(id: string): { jobId: string; seq: number } | undefined {
-  const colon = id.lastIndexOf(':');
-  if (colon !== 36 || !isUuid(id.slice(0, colon))) return undefined;
-  const seq = Number(id.slice(colon + 1));
+/** An all-jobs feed event id, parsed. */
+export interface GlobalEventId {
+  jobId: string;
+  seq: number;
+  /** The event's position in the global history; absent in the older `{job_id}:{seq}` form. */
+  streamId?: string;
+}
+
+/** Parses an all-jobs feed event id (either form); undefined when malformed. */
+export function parseGlobalEventId(id: string): GlobalEventId | undefined {
+  if (id.charAt(36) !== ':' || !isUuid(id.slice(0, 36))) return undefined;
+  const [seqText = '', streamId, ...extra] = id.slice(37).split(':');
+  if (extra.length > 0 || !/^\d{1,16}$/.test(seqText)) return undefined;
+  const seq = Number(seqText);
   if (!Number.isSafeInteger(seq) || seq <= 0) return undefined;
-  return { jobId: id.slice(0, colon).toLowerCase(), seq };
+  const jobId = id.slice(0, 36).toLowerCase();
+  if (streamId === undefined) return { jobId, seq };
+  return STREAM_ID_PATTERN.test(streamId) ? { jobId, seq, streamId } : undefined;
 }
 
 const STREAM_ID_SUFFIX = ',"stream_id":"';

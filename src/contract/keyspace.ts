@@ -3,13 +3,20 @@
  * the names are exactly the seed's (`triton:jobs:all`, `triton:jobs:{job_id}`,
  * `triton:job:result:{job_id}`); a prefix lets several deployments (or test runs) share one
  * Redis without seeing each other.
+ *
+ * The same names serve a single server and a Redis Cluster. On a cluster a key's slot is the
+ * hash of its hash tag (the text between its first `{` and the next `}`), so:
+ * - a job's own keys carry its channel's name as their tag: they hash to the slot of the job's
+ *   (sharded) channel, and one script can update them and publish on it;
+ * - the global history and its receipts share the tag `{triton:events}`;
+ * - the queue's keys share `{triton:queue}`, as BullMQ's scripts need.
  */
 export interface Keyspace {
   /** The prefix every name below starts with. */
   readonly prefix: string;
-  /** Pub/Sub channel carrying every job's events (global listeners). */
+  /** Pub/Sub channel carrying every job's events (global listeners; classic Pub/Sub). */
   readonly allJobsChannel: string;
-  /** Pub/Sub channel carrying one job's events. */
+  /** Pub/Sub channel carrying one job's events (sharded Pub/Sub on a cluster). */
   jobChannel(jobId: string): string;
   /** Cached terminal status document (`SET … EX ttl`). */
   jobResultKey(jobId: string): string;
@@ -31,6 +38,11 @@ export interface Keyspace {
   readonly cancelChannel: string;
   /** Capped stream of every job's events, in publish order. */
   readonly globalHistoryKey: string;
+  /**
+   * Receipt of one publish call's step into the global history (on a cluster that step runs on
+   * the global history's slot, apart from the job's own).
+   */
+  globalReceiptKey(token: string): string;
   /** BullMQ's key prefix for the generation queue. */
   readonly queuePrefix: string;
   /**
@@ -38,25 +50,33 @@ export interface Keyspace {
    * rate-limit window, shared by every instance of an API.
    */
   rateLimitKey(scope: string, client: string): string;
+  /** Lease naming the one gateway that caches every job's result as it ends. */
+  readonly cacherLeaseKey: string;
 }
 
 /** Builds the names for one deployment. @param prefix - prepended to every name; default none. */
 export function createKeyspace(prefix = ''): Keyspace {
+  const jobChannel = (jobId: string) => `${prefix}triton:jobs:${jobId}`;
+  // A job's channel name has no braces: as a tag it puts the key in the channel's own slot.
+  const jobTag = (jobId: string) => `{${jobChannel(jobId)}}`;
+  const events = `${prefix}{triton:events}`;
   return Object.freeze({
     prefix,
     allJobsChannel: `${prefix}triton:jobs:all`,
-    jobChannel: (jobId: string) => `${prefix}triton:jobs:${jobId}`,
+    jobChannel,
     jobResultKey: (jobId: string) => `${prefix}triton:job:result:${jobId}`,
-    jobHistoryKey: (jobId: string) => `${prefix}triton:job:events:${jobId}`,
-    jobSeqKey: (jobId: string) => `${prefix}triton:job:seq:${jobId}`,
+    jobHistoryKey: (jobId: string) => `${prefix}triton:job:events:${jobTag(jobId)}`,
+    jobSeqKey: (jobId: string) => `${prefix}triton:job:seq:${jobTag(jobId)}`,
     publishReceiptKey: (jobId: string, token: string) =>
-      `${prefix}triton:job:receipt:${jobId}:${token}`,
-    jobDraftKey: (jobId: string) => `${prefix}triton:job:draft:${jobId}`,
-    jobCancelKey: (jobId: string) => `${prefix}triton:job:cancel:${jobId}`,
+      `${prefix}triton:job:receipt:${jobTag(jobId)}:${token}`,
+    jobDraftKey: (jobId: string) => `${prefix}triton:job:draft:${jobTag(jobId)}`,
+    jobCancelKey: (jobId: string) => `${prefix}triton:job:cancel:${jobTag(jobId)}`,
     cancelChannel: `${prefix}triton:control:cancel`,
-    globalHistoryKey: `${prefix}triton:events:stream`,
-    queuePrefix: `${prefix}triton:queue`,
+    globalHistoryKey: `${events}:stream`,
+    globalReceiptKey: (token: string) => `${events}:receipt:${token}`,
+    queuePrefix: `${prefix}{triton:queue}`,
     rateLimitKey: (scope: string, client: string) => `${prefix}triton:ratelimit:${scope}:${client}`,
+    cacherLeaseKey: `${prefix}triton:mare:cacher`,
   });
 }
 

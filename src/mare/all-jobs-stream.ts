@@ -1,9 +1,16 @@
 import type { FastifyReply } from 'fastify';
-import { globalEventId, resyncFrame, retryFrame, formatSseEvent } from '../contract/index.js';
+import {
+  formatSseEvent,
+  globalEventId,
+  resyncFrame,
+  retryFrame,
+  streamIdAfter,
+  type GlobalEventId,
+} from '../contract/index.js';
 import type { EventHistory, StoredEvent } from './event-history.js';
 import type { LiveEvent } from './live-event.js';
 import type { SseHub } from './sse-hub.js';
-import { SseStream, type SseStreamOptions } from './sse-stream.js';
+import { SseStream, subscribedWithin, type SseStreamOptions } from './sse-stream.js';
 
 /** What opening an all-jobs stream needs. */
 export interface AllJobsStreamContext {
@@ -12,19 +19,28 @@ export interface AllJobsStreamContext {
   /** Reconnection delay clients are told (`retry:`). */
   retryMs: number;
   streamOptions: SseStreamOptions;
+  /** Longest wait for the subscription before the request is answered 503. */
+  subscribeTimeoutMs: number;
 }
 
 /** Where an all-jobs stream starts. */
 export type AllJobsStart =
   /** Right after this event (a reconnecting client's Last-Event-ID). */
-  | { after: { jobId: string; seq: number } }
+  | { after: GlobalEventId }
   /** With this many of the newest events (0: live only). */
   | { recent: number };
 
-/** `GET /v1/triton/events`: every job, `id: {job_id}:{seq}`, never closes by itself. */
+/** `GET /v1/triton/events`: every job, `id: {job_id}:{seq}:{stream_id}`, never closes by itself. */
 export class AllJobsStream extends SseStream {
-  /** Per job, the last seq that history replayed: only live events racing the replay can repeat it. */
+  /**
+   * Per job, the last seq that history replayed: a live event can repeat one of them until the
+   * live events have passed the replay's end. A live event is no proof that the replay lacks it:
+   * it may have been published before the replay was read yet arrive after (on a cluster,
+   * `triton:jobs:all` reaches the subscriber's node over the cluster bus).
+   */
   private replayed: Map<string, number> | undefined;
+  /** Global position of the last replayed event. */
+  private replayEnd: string | undefined;
 
   /**
    * Opens with the `retry:` line, then `replay` (or, when what the client missed is no longer in
@@ -36,17 +52,25 @@ export class AllJobsStream extends SseStream {
     const replayed = new Map<string, number>();
     if (replay === undefined) text += resyncFrame('history_unavailable');
     for (const { event, json } of replay ?? []) {
-      text += formatSseEvent(globalEventId(event.job_id, event.seq), json);
+      text += formatSseEvent(globalEventId(event.job_id, event.seq, event.stream_id), json);
       if (event.seq > (replayed.get(event.job_id) ?? 0)) replayed.set(event.job_id, event.seq);
+      this.replayEnd = event.stream_id;
     }
-    this.replayed = replayed;
+    if (replayed.size > 0) this.replayed = replayed;
     this.openWith(text);
-    // Live events from here on were published after the replay was read.
-    this.replayed = undefined;
   }
 
   protected accept(live: LiveEvent): boolean {
-    const replayed = this.replayed?.get(live.jobId);
+    if (!this.replayed) return true;
+    const position = live.event.stream_id;
+    if (position !== undefined && this.replayEnd !== undefined) {
+      // The channel delivers in the global history's order: past the end, no repeat can follow.
+      if (streamIdAfter(position, this.replayEnd)) {
+        this.replayed = undefined;
+        return true;
+      }
+    }
+    const replayed = this.replayed.get(live.jobId);
     return replayed === undefined || live.seq > replayed;
   }
 
@@ -55,9 +79,17 @@ export class AllJobsStream extends SseStream {
   }
 }
 
+/** Where the replay after a Last-Event-ID starts: its position, or its job's history says. */
+function replayAfter(history: EventHistory, { jobId, seq, streamId }: GlobalEventId) {
+  return streamId === undefined
+    ? history.readGlobalAfter(jobId, seq)
+    : history.readGlobalAfterAnchor(streamId);
+}
+
 /**
- * Serves the all-jobs stream on `reply`: registers it before reading history (so nothing
- * published meanwhile is lost), then opens it with what history has from `start`.
+ * Serves the all-jobs stream on `reply`: registers it and waits until every job's events flow
+ * before reading history (so nothing published meanwhile is lost), then opens it with what
+ * history has from `start`.
  */
 export async function serveAllJobsStream(
   ctx: AllJobsStreamContext,
@@ -65,12 +97,13 @@ export async function serveAllJobsStream(
   start: AllJobsStart,
 ): Promise<FastifyReply> {
   const stream = new AllJobsStream(reply.raw, ctx.hub.batch, ctx.streamOptions);
-  ctx.hub.addAllJobsStream(stream);
+  const subscribed = ctx.hub.addAllJobsStream(stream);
   let replay: StoredEvent[] | undefined;
   try {
+    await subscribedWithin(subscribed, ctx.subscribeTimeoutMs);
     replay =
       'after' in start
-        ? await ctx.history.readGlobalAfter(start.after.jobId, start.after.seq)
+        ? await replayAfter(ctx.history, start.after)
         : await ctx.history.readGlobalRecent(start.recent);
   } catch (err) {
     stream.cancel();

@@ -11,7 +11,7 @@ import {
   type DraftState,
   withStreamId,
 } from '../contract/index.js';
-import type { Redis } from '../common/redis.js';
+import type { RedisClient } from '../common/redis.js';
 
 /** One event read back from history: decoded, and its JSON exactly as it was published. */
 export interface StoredEvent {
@@ -63,8 +63,8 @@ const RETRY_AFTER_SECONDS = 2;
 
 /** What reading history needs. */
 export interface EventHistoryOptions {
-  /** The connection to the Redis that carries triton's events; its owner closes it. */
-  redis: Redis;
+  /** The connection to the Redis (or cluster) that carries triton's events; its owner closes it. */
+  redis: RedisClient;
   keyspace: Keyspace;
 }
 
@@ -73,7 +73,7 @@ export interface EventHistoryOptions {
  * cannot answer fails with `UPSTREAM_UNAVAILABLE` (503, with Retry-After).
  */
 export class EventHistory {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly keyspace: Keyspace;
 
   constructor({ redis, keyspace }: EventHistoryOptions) {
@@ -110,9 +110,19 @@ export class EventHistory {
   }
 
   /**
-   * Every job's events published after the event `(jobId, seq)`, or undefined when that event is
-   * no longer in history (its job's history expired, or the global stream was trimmed past it),
-   * so the caller can tell the client to resync.
+   * Every job's events published after the global position `streamId` (an event's
+   * `stream_id`), or undefined when that event is no longer in history (the global stream was
+   * trimmed past it), so the caller can tell the client to resync.
+   */
+  readGlobalAfterAnchor(streamId: string): Promise<StoredEvent[] | undefined> {
+    return this.read(() => this.globalAfterAnchor(streamId));
+  }
+
+  /**
+   * Every job's events published after the event `(jobId, seq)` (an all-jobs event id without
+   * its position), found through the global position its job's history keeps with it (field
+   * `g`); undefined when there is none (the job's history expired, or, on a cluster, it is
+   * written before the global step and keeps none) or the global stream was trimmed past it.
    */
   readGlobalAfter(jobId: string, seq: number): Promise<StoredEvent[] | undefined> {
     return this.read(async () => {
@@ -124,18 +134,21 @@ export class EventHistory {
       const position = entry[0]
         ? historyEntryField(entry[0][1], HISTORY_FIELD_GLOBAL_ID)
         : undefined;
-      if (!position) return undefined;
-      // Read from the anchor itself: if it is gone, the events after it may be trimmed too.
-      const entries = (await this.redis.xrange(
-        this.keyspace.globalHistoryKey,
-        position,
-        '+',
-        'COUNT',
-        MAX_REPLAY + 1,
-      )) as StreamEntry[];
-      if (entries[0]?.[0] !== position) return undefined;
-      return decodeEntries(entries.slice(1), true);
+      return position ? this.globalAfterAnchor(position) : undefined;
     });
+  }
+
+  private async globalAfterAnchor(streamId: string): Promise<StoredEvent[] | undefined> {
+    // Read from the anchor itself: if it is gone, the events after it may be trimmed too.
+    const entries = (await this.redis.xrange(
+      this.keyspace.globalHistoryKey,
+      streamId,
+      '+',
+      'COUNT',
+      MAX_REPLAY + 1,
+    )) as StreamEntry[];
+    if (entries[0]?.[0] !== streamId) return undefined;
+    return decodeEntries(entries.slice(1), true);
   }
 
   /** Up to `count` events of all jobs published after the global position `streamId`, oldest first. */

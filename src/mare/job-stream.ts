@@ -13,7 +13,12 @@ import type { EventHistory, StoredEvent } from './event-history.js';
 import type { JobSnapshots, JobState } from './job-snapshots.js';
 import type { LiveEvent } from './live-event.js';
 import type { SseHub } from './sse-hub.js';
-import { SseStream, type SseStreamOptions, type SseWriteBatch } from './sse-stream.js';
+import {
+  SseStream,
+  subscribedWithin,
+  type SseStreamOptions,
+  type SseWriteBatch,
+} from './sse-stream.js';
 
 /** What opening a job's stream needs. */
 export interface JobStreamContext {
@@ -23,6 +28,8 @@ export interface JobStreamContext {
   /** Reconnection delay clients are told (`retry:`). */
   retryMs: number;
   streamOptions: SseStreamOptions;
+  /** Longest wait for the job's subscription before the request is answered 503. */
+  subscribeTimeoutMs: number;
 }
 
 /** How a job stream starts, decided from the job's history before anything is written. */
@@ -139,9 +146,10 @@ export class JobStream extends SseStream {
 }
 
 /**
- * Serves one job's stream on `reply`: registers it before reading history (an event published
- * in between would otherwise be lost; the stream buffers live events until it opens and drops
- * the ones history replayed), then answers 204, or opens it.
+ * Serves one job's stream on `reply`: registers it and waits until the job's channel is
+ * subscribed before reading history (an event published in between would otherwise be lost;
+ * the stream buffers live events until it opens and drops the ones history replayed), then
+ * answers 204, or opens it.
  */
 export async function serveJobStream(
   ctx: JobStreamContext,
@@ -150,9 +158,10 @@ export async function serveJobStream(
   afterSeq: number,
 ): Promise<FastifyReply> {
   const stream = new JobStream(reply.raw, ctx.hub.batch, jobId, afterSeq, ctx.streamOptions);
-  ctx.hub.addJobStream(stream);
+  const subscribed = ctx.hub.addJobStream(stream);
   let opening: Opening;
   try {
+    await subscribedWithin(subscribed, ctx.subscribeTimeoutMs);
     opening = await stream.plan(ctx.history, ctx.snapshots);
   } catch (err) {
     stream.cancel();

@@ -25,7 +25,7 @@ export class LiveEvent {
   private jsonText: string | undefined;
 
   /**
-   * @param json - the JSON exactly as published on the all-jobs channel: written as is, never
+   * @param json - the JSON exactly as published on its channel: written as is, never
    *   re-encoded. Omitted only for an event made here by merging, encoded when first written.
    */
   constructor(
@@ -84,10 +84,10 @@ export class LiveEvent {
     return (this.jobFrameText ??= formatSseEvent(this.event.seq, withoutStreamId(this.json)));
   }
 
-  /** Frame for the all-jobs stream: `id: {job_id}:{seq}`. */
+  /** Frame for the all-jobs stream: `id: {job_id}:{seq}:{stream_id}`. */
   get globalFrame(): string {
     return (this.globalFrameText ??= formatSseEvent(
-      globalEventId(this.event.job_id, this.event.seq),
+      globalEventId(this.event.job_id, this.event.seq, this.event.stream_id),
       this.json,
     ));
   }

@@ -4,12 +4,14 @@ import { LATENCY_BUCKETS } from '../common/metrics.js';
 /** mare-api's Prometheus metrics: subscriber lag (the seed's name), cache, SSE. */
 export class MareMetrics {
   readonly subscriberLag: Histogram;
-  readonly eventsReceived: Counter<'event_type'>;
+  readonly eventsReceived: Counter<'event_type' | 'channel'>;
   readonly eventsInvalid: Counter;
   readonly cacheLookups: Counter<'result'>;
   readonly sseConnections: Gauge<'stream'>;
   readonly sseDelivery: Histogram;
   readonly sseRejected: Counter<'reason'>;
+  readonly subscribedJobChannels: Gauge;
+  readonly resultsCacher: Gauge;
 
   constructor(readonly registry: Registry) {
     this.subscriberLag = new Histogram({
@@ -20,8 +22,8 @@ export class MareMetrics {
     });
     this.eventsReceived = new Counter({
       name: 'mare_events_received_total',
-      help: 'Job events received from Redis, by event type',
-      labelNames: ['event_type'],
+      help: "Job events this gateway received from Redis, by event type and channel (job: a watched job's channel; all: triton:jobs:all)",
+      labelNames: ['event_type', 'channel'],
       registers: [registry],
     });
     this.eventsInvalid = new Counter({
@@ -45,6 +47,16 @@ export class MareMetrics {
       name: 'mare_sse_delivery_seconds',
       help: "Time from an event's timestamp until this gateway handed it to the sockets of its watchers (end of the event-loop turn it was written in)",
       buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    });
+    this.subscribedJobChannels = new Gauge({
+      name: 'mare_subscribed_job_channels',
+      help: 'Job channels this gateway subscribes to (jobs its clients watch)',
+      registers: [registry],
+    });
+    this.resultsCacher = new Gauge({
+      name: 'mare_results_cacher',
+      help: 'Whether this gateway holds the lease of the one that caches every job result (1) or not (0)',
       registers: [registry],
     });
     this.sseRejected = new Counter({

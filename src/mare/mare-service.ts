@@ -4,17 +4,27 @@ import { boundPort, localUrl, type HttpApp } from '../common/http.js';
 import type { Logger } from '../common/logger.js';
 import { createHttpDurationHistogram, createRegistry } from '../common/metrics.js';
 import { createCachedLookupFastPath } from './cached-lookup-fast-path.js';
-import { closeRedis, createRedis, redactUrl, waitForRedis } from '../common/redis.js';
+import {
+  closeRedis,
+  createRedisClient,
+  detectRedis,
+  redactUrl,
+  waitForRedis,
+} from '../common/redis.js';
 import { EventHistory } from './event-history.js';
 import { JobLookup } from './job-lookup.js';
 import { JobSnapshots } from './job-snapshots.js';
 import { buildMareApi } from './mare-api.js';
 import { MareMetrics } from './mare-metrics.js';
 import { ResultsCache } from './results-cache.js';
-import { SseHub } from './sse-hub.js';
+import { SseHub, type EventSubscriptions } from './sse-hub.js';
+import { CacherLease } from './cacher-lease.js';
 import { EventDispatcher } from './event-dispatcher.js';
 import { TritonClient } from './triton-client.js';
 import { TritonEventSubscriber } from './triton-event-subscriber.js';
+
+/** How long the cacher's lease lasts unrenewed: the longest a crashed cacher's jobs go uncached. */
+const CACHER_LEASE_MS = 15_000;
 
 export interface StartMareOptions {
   common: CommonConfig;
@@ -45,33 +55,38 @@ export async function startMare({
   const log = logger.child({ service: 'mare-api' });
   const keyspace = createKeyspace(common.keyPrefix);
 
+  const cacheTarget = await detectRedis(cacheUrl);
+  const eventsTarget = eventsUrl === cacheUrl ? cacheTarget : await detectRedis(eventsUrl);
   // Lookups fail fast while the cache is down and fall back to triton-api.
-  const cacheRedis = createRedis(cacheUrl, {
+  const cacheRedis = createRedisClient(cacheTarget, {
     name: 'mare-cache',
     logger: log,
     maxRetriesPerRequest: 1,
   });
-  const eventsRedis = createRedis(eventsUrl, {
+  const eventsRedis = createRedisClient(eventsTarget, {
     name: 'mare-history',
     logger: log,
     maxRetriesPerRequest: 1,
   });
-  const subscriberRedis = createRedis(eventsUrl, {
-    name: 'mare-subscriber',
-    logger: log,
-    maxRetriesPerRequest: null,
-  });
-  await Promise.all([
-    waitForRedis(cacheRedis, cacheUrl),
-    waitForRedis(eventsRedis, eventsUrl),
-    waitForRedis(subscriberRedis, eventsUrl),
-  ]);
-  log.info(`Redis: cache ${redactUrl(cacheUrl)}, events ${redactUrl(eventsUrl)}`);
+  await Promise.all([waitForRedis(cacheRedis, cacheUrl), waitForRedis(eventsRedis, eventsUrl)]);
+  const kind = (cluster: boolean) => (cluster ? ' (cluster)' : '');
+  log.info(
+    `Redis: cache ${redactUrl(cacheUrl)}${kind(cacheTarget.cluster)}, events ${redactUrl(eventsUrl)}${kind(eventsTarget.cluster)}`,
+  );
 
   const registry = createRegistry('mare-api');
   const metrics = new MareMetrics(registry);
   const httpDuration = createHttpDurationHistogram(registry, 'mare');
-  const hub = new SseHub({
+  // The hub subscribes through the dispatcher, which keeps each route's seq memory (both exist
+  // before the first stream opens).
+  const subscriptions: EventSubscriptions = {
+    watchJob: (jobId) => dispatcher.watchJob(jobId),
+    unwatchJob: (jobId) => dispatcher.unwatchJob(jobId),
+    watchAll: () => dispatcher.watchAll(),
+    unwatchAll: () => dispatcher.unwatchAll(),
+  };
+  const hub: SseHub = new SseHub({
+    subscriptions,
     heartbeatMs: mare.sseHeartbeatMs,
     onCountChange: (kind, count) => metrics.sseConnections.set({ stream: kind }, count),
     onFlushed: (events) => {
@@ -95,24 +110,49 @@ export async function startMare({
   const history = new EventHistory({ redis: eventsRedis, keyspace });
   const snapshots = new JobSnapshots({ lookup, triton, logger: log });
 
-  const dispatcher = new EventDispatcher({
+  const subscriber = new TritonEventSubscriber({
+    target: eventsTarget,
+    keyspace,
+    logger: log,
+    onEvent: (event, json, route) => dispatcher.handle(event, json, route),
+    onInvalid: () => metrics.eventsInvalid.inc(),
+    onResubscribed: (route) => void dispatcher.reconcile(route),
+    onJobChannels: (count) => metrics.subscribedJobChannels.set(count),
+  });
+  const dispatcher: EventDispatcher = new EventDispatcher({
     hub,
+    subscriber,
     cache,
     history,
     snapshots,
     metrics,
     logger: log,
   });
-  const subscriber = new TritonEventSubscriber({
-    redis: subscriberRedis,
-    keyspace,
-    logger: log,
-    onEvent: (event, json) => dispatcher.handle(event, json),
-    onInvalid: () => metrics.eventsInvalid.inc(),
-    onResubscribed: () => void dispatcher.reconcile(),
-  });
   await subscriber.start();
-  await dispatcher.start();
+
+  // One gateway caches every result as its job ends; the others receive only what they serve.
+  const lease = new CacherLease({
+    redis: cacheRedis,
+    key: keyspace.cacherLeaseKey,
+    logger: log,
+    onAcquired: () => {
+      metrics.resultsCacher.set(1);
+      dispatcher.setCaching(true);
+      dispatcher
+        .watchAll()
+        .then(() => dispatcher.cacheRecentResults(CACHER_LEASE_MS))
+        .catch((err: unknown) =>
+          log.warn({ err }, 'Could not cache the results of recently finished jobs'),
+        );
+    },
+    onLost: () => {
+      metrics.resultsCacher.set(0);
+      dispatcher.setCaching(false);
+      dispatcher.unwatchAll();
+    },
+    leaseMs: CACHER_LEASE_MS,
+  });
+  await lease.start();
 
   const app = await buildMareApi(
     {
@@ -168,6 +208,7 @@ export async function startMare({
       closing ??= (async () => {
         await app.close();
         hub.close();
+        await lease.close();
         await subscriber.close();
         await Promise.all([closeRedis(cacheRedis), closeRedis(eventsRedis)]);
       })();

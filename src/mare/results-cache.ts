@@ -4,10 +4,10 @@ import {
   type Keyspace,
   type TerminalJobEvent,
 } from '../contract/index.js';
-import type { Redis } from '../common/redis.js';
+import type { RedisClient } from '../common/redis.js';
 
 export interface ResultsCacheOptions {
-  redis: Redis;
+  redis: RedisClient;
   keyspace: Keyspace;
   /** @defaultValue 3600 (the seed's one hour) */
   ttlSeconds?: number;
@@ -18,7 +18,7 @@ export interface ResultsCacheOptions {
  * stored JSON text as is, so a cached lookup is one GET and no decoding.
  */
 export class ResultsCache {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly keyspace: Keyspace;
   readonly ttlSeconds: number;
 

@@ -7,8 +7,29 @@ import { SseWriteBatch, type SseStream } from './sse-stream.js';
 /** Connections visited per turn of the event loop when sending heartbeats. */
 const HEARTBEAT_SLICE = 500;
 
+/**
+ * Where the hub takes its events from: a job's events flow while a stream here watches the job,
+ * every job's while an all-jobs stream is open. Each `watch…` resolves once they flow.
+ */
+export interface EventSubscriptions {
+  watchJob(jobId: string): Promise<void>;
+  unwatchJob(jobId: string): void;
+  watchAll(): Promise<void>;
+  unwatchAll(): void;
+}
+
+/** Subscriptions of a hub whose events are handed to it directly (tests, benchmarks). */
+const ALWAYS_SUBSCRIBED: EventSubscriptions = {
+  watchJob: () => Promise.resolve(),
+  unwatchJob: () => undefined,
+  watchAll: () => Promise.resolve(),
+  unwatchAll: () => undefined,
+};
+
 /** How the hub keeps connections alive and reports on them. */
 export interface SseHubOptions {
+  /** What to subscribe to for the streams it holds. @defaultValue none needed */
+  subscriptions?: EventSubscriptions;
   /** Interval of the heartbeat comment. @defaultValue 15000 */
   heartbeatMs?: number;
   /** Called with the number of open connections of a kind whenever it changes. */
@@ -34,9 +55,16 @@ export class SseHub {
   private beating = false;
   private readonly heartbeatTimer: NodeJS.Timeout;
   private readonly onCountChange: SseHubOptions['onCountChange'];
+  private readonly subscriptions: EventSubscriptions;
 
-  constructor({ heartbeatMs = 15_000, onCountChange, onFlushed }: SseHubOptions = {}) {
+  constructor({
+    heartbeatMs = 15_000,
+    onCountChange,
+    onFlushed,
+    subscriptions = ALWAYS_SUBSCRIBED,
+  }: SseHubOptions = {}) {
     this.onCountChange = onCountChange;
+    this.subscriptions = subscriptions;
     this.batch = new SseWriteBatch(onFlushed);
     this.heartbeatTimer = setInterval(() => this.beat(), heartbeatMs);
     this.heartbeatTimer.unref();
@@ -47,40 +75,59 @@ export class SseHub {
     return this.jobCount + this.allJobs.size;
   }
 
+  /** Whether a stream here watches the job. */
+  watches(jobId: string): boolean {
+    return this.byJob.has(jobId);
+  }
+
   /** Jobs with at least one watcher here. */
   watchedJobIds(): string[] {
     return [...this.byJob.keys()];
   }
 
-  /** Registers a job's stream until it closes. */
-  addJobStream(stream: JobStream): void {
+  /**
+   * Registers a job's stream until it closes, and watches the job's events for it: resolves
+   * once they flow (read history after that, and nothing is missed in between).
+   */
+  addJobStream(stream: JobStream): Promise<void> {
     let set = this.byJob.get(stream.jobId);
     if (!set) this.byJob.set(stream.jobId, (set = new Set()));
     set.add(stream);
     this.jobCount++;
     this.onCountChange?.('job', this.jobCount);
+    const watching = this.subscriptions.watchJob(stream.jobId);
     stream.onClose = () => {
       const current = this.byJob.get(stream.jobId);
       if (!current?.delete(stream)) return;
       if (current.size === 0) this.byJob.delete(stream.jobId);
       this.jobCount--;
       this.onCountChange?.('job', this.jobCount);
+      this.subscriptions.unwatchJob(stream.jobId);
     };
+    return watching;
   }
 
-  /** Registers an all-jobs stream until it closes. */
-  addAllJobsStream(stream: AllJobsStream): void {
+  /** Registers an all-jobs stream until it closes; resolves once every job's events flow. */
+  addAllJobsStream(stream: AllJobsStream): Promise<void> {
     this.allJobs.add(stream);
     this.onCountChange?.('global', this.allJobs.size);
+    const watching = this.subscriptions.watchAll();
     stream.onClose = () => {
-      if (this.allJobs.delete(stream)) this.onCountChange?.('global', this.allJobs.size);
+      if (!this.allJobs.delete(stream)) return;
+      this.onCountChange?.('global', this.allJobs.size);
+      this.subscriptions.unwatchAll();
     };
+    return watching;
   }
 
-  /** Hands one event to its job's watchers and to every all-jobs watcher. */
-  broadcast(live: LiveEvent): void {
+  /** Hands an event from its job's channel to the job's watchers. */
+  broadcastJob(live: LiveEvent): void {
     const watchers = this.byJob.get(live.jobId);
     if (watchers) for (const stream of watchers) stream.deliver(live);
+  }
+
+  /** Hands an event from the all-jobs channel to every all-jobs watcher. */
+  broadcastAll(live: LiveEvent): void {
     for (const stream of this.allJobs) stream.deliver(live);
   }
 

@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { HEARTBEAT_FRAME } from '../contract/index.js';
+import { AppError, HEARTBEAT_FRAME } from '../contract/index.js';
 import { CORS_RESPONSE_HEADERS } from './cors-policy.js';
 import type { LiveEvent } from './live-event.js';
 
@@ -262,5 +262,45 @@ export abstract class SseStream {
     this.closed = true;
     this.pending = null;
     this.onClose?.(this);
+  }
+}
+
+/**
+ * Waits for a stream's subscription. Past `timeoutMs` (Redis does not answer, a failover is
+ * under way) it fails with `UPSTREAM_UNAVAILABLE` (503 with Retry-After): the client comes back,
+ * and the subscription, still held until the stream is dropped, is not lost meanwhile.
+ */
+export async function subscribedWithin(
+  subscribed: Promise<void>,
+  timeoutMs: number,
+): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      subscribed,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new AppError(
+                'UPSTREAM_UNAVAILABLE',
+                'Job events are unavailable (Redis does not answer); retry shortly',
+                2,
+              ),
+            ),
+          timeoutMs,
+        );
+      }),
+    ]);
+  } catch (err) {
+    if (err instanceof AppError) throw err;
+    throw new AppError(
+      'UPSTREAM_UNAVAILABLE',
+      'Job events are unavailable (Redis does not answer); retry shortly',
+      2,
+      { cause: err },
+    );
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -1,6 +1,6 @@
 import { Queue } from 'bullmq';
 import { GENERATION_QUEUE, type Keyspace } from '../contract/index.js';
-import type { Redis } from '../common/redis.js';
+import type { RedisClient } from '../common/redis.js';
 
 /** What a queued generation job carries: the ids; everything else is read when it runs. */
 export interface GenerationJobData {
@@ -12,7 +12,7 @@ export type GenerationQueue = Queue<GenerationJobData>;
 
 export interface GenerationQueueOptions {
   /** Shared connection; BullMQ does not close connections it was given. */
-  connection: Redis;
+  connection: RedisClient;
   keyspace: Keyspace;
   /** Attempts for failures that may succeed on retry. @defaultValue 3 */
   attempts?: number;

@@ -1,6 +1,6 @@
 import { AppError, type JobStatusDocument, type Keyspace } from '../contract/index.js';
 import type { Logger } from '../common/logger.js';
-import type { Redis } from '../common/redis.js';
+import type { RedisClient } from '../common/redis.js';
 import type { TritonStore } from './db/triton-store.js';
 import type { EventPublisher } from './events/event-publisher.js';
 import type { GenerationQueue } from './generation-queue.js';
@@ -54,7 +54,7 @@ export async function finishCancelled(
 export interface RequestCancellationDeps extends FinishCancelledDeps {
   queue: GenerationQueue;
   /** Connection for the cancellation key and channel. */
-  redis: Redis;
+  redis: RedisClient;
   keyspace: Keyspace;
   /** How long the cancellation key outlives the request, seconds. @defaultValue 1 day */
   keyTtlSeconds?: number;

@@ -6,7 +6,14 @@ import { registerHealthRoutes } from '../common/health.js';
 import { boundPort, createHttpApp, localUrl, type HttpApp } from '../common/http.js';
 import type { Logger } from '../common/logger.js';
 import { createRegistry, registerMetricsRoute } from '../common/metrics.js';
-import { closeRedis, createRedis, redactUrl, waitForRedis, type Redis } from '../common/redis.js';
+import {
+  closeRedis,
+  createRedisClient,
+  detectRedis,
+  redactUrl,
+  waitForRedis,
+  type RedisClient,
+} from '../common/redis.js';
 import { RepeatedErrorLog } from '../common/repeated-error-log.js';
 import { buildTritonApi } from './api/triton-api.js';
 import { openDatabase, type TritonDatabase } from './db/database.js';
@@ -51,7 +58,7 @@ export interface TritonService {
   readonly database: TritonDatabase;
   readonly worker: Worker<GenerationJobData, GenerationResult> | undefined;
   readonly queue: GenerationQueue;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /** Stops taking work, lets running jobs finish, closes every connection. Safe to call twice. */
   close(): Promise<void>;
 }
@@ -96,9 +103,14 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
   const log = logger.child({ service: options.api ? 'triton-api' : 'triton-worker' });
 
   // Publishing waits for Redis to come back rather than losing an event.
-  const redis = createRedis(redisUrl, { name: 'triton', logger: log, maxRetriesPerRequest: null });
+  const target = await detectRedis(redisUrl);
+  const redis = createRedisClient(target, {
+    name: 'triton',
+    logger: log,
+    maxRetriesPerRequest: null,
+  });
   await waitForRedis(redis, redisUrl);
-  log.info(`Redis: ${redactUrl(redisUrl)}`);
+  log.info(`Redis: ${redactUrl(redisUrl)}${target.cluster ? ' (cluster)' : ''}`);
 
   const database = await openDatabase(
     options.pglite
@@ -141,11 +153,7 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
     const generator =
       options.generator ?? createTemplateGenerator(triton, { logger: log, metrics });
     cancellations = new CancellationWatcher({
-      subscriber: createRedis(redisUrl, {
-        name: 'triton-cancellations',
-        logger: log,
-        maxRetriesPerRequest: null,
-      }),
+      target,
       redis,
       keyspace,
       logger: log,
@@ -199,11 +207,11 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
 
   let app: HttpApp | undefined;
   let url: string | undefined;
-  let requestRedis: Redis | undefined;
+  let requestRedis: RedisClient | undefined;
   if (options.api) {
     // What requests ask of Redis themselves (rate limits, cancellations, readiness) fails fast
     // while Redis is away, rather than waiting for it as publishing and the queue do.
-    requestRedis = createRedis(redisUrl, {
+    requestRedis = createRedisClient(target, {
       name: 'triton-requests',
       logger: log,
       maxRetriesPerRequest: 1,

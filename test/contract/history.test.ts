@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   createKeyspace,
+  GENERATION_QUEUE,
   globalEventId,
   historyEntryField,
   HISTORY_FIELD_EVENT,
@@ -10,6 +11,7 @@ import {
   parseGlobalEventId,
   seqOfJobHistoryEntryId,
 } from '../../src/contract/index.js';
+import { clusterSlot, hashTag } from '../helpers/cluster-slot.js';
 
 const JOB_ID = '3f2b8c1e-4d5a-4b6c-9e7f-0a1b2c3d4e5f';
 
@@ -52,15 +54,28 @@ describe('historyEntryField', () => {
 });
 
 describe('global event ids', () => {
-  it('are {job_id}:{seq}', () => {
+  it('are {job_id}:{seq}:{stream_id}, or {job_id}:{seq} without a position', () => {
+    expect(globalEventId(JOB_ID, 7, '1733-2')).toBe(`${JOB_ID}:7:1733-2`);
     expect(globalEventId(JOB_ID, 7)).toBe(`${JOB_ID}:7`);
   });
 
-  it('round-trip any UUID and positive seq', () => {
+  it('round-trip any UUID, positive seq and stream position', () => {
     fc.assert(
-      fc.property(fc.uuid(), fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }), (id, seq) => {
-        expect(parseGlobalEventId(globalEventId(id, seq))).toEqual({ jobId: id, seq });
-      }),
+      fc.property(
+        fc.uuid(),
+        fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+        fc.nat(),
+        fc.nat(),
+        (id, seq, ms, n) => {
+          const streamId = `${ms}-${n}`;
+          expect(parseGlobalEventId(globalEventId(id, seq, streamId))).toEqual({
+            jobId: id,
+            seq,
+            streamId,
+          });
+          expect(parseGlobalEventId(globalEventId(id, seq))).toEqual({ jobId: id, seq });
+        },
+      ),
     );
   });
 
@@ -81,7 +96,10 @@ describe('global event ids', () => {
     ['a job id with a suffix', `${JOB_ID}x:1`],
     ['36 characters that are not a UUID', `${'z'.repeat(36)}:1`],
     ['a UUID-length id with a newline', `${JOB_ID.slice(0, 35)}\n:1`],
-    ['an extra colon', `${JOB_ID}:1:2`],
+    ['a position that is not a stream id', `${JOB_ID}:1:2`],
+    ['an empty position', `${JOB_ID}:1:`],
+    ['a position with letters', `${JOB_ID}:1:17a-0`],
+    ['an extra colon after the position', `${JOB_ID}:1:1733-0:`],
     ['a seq beyond the safe integers', `${JOB_ID}:9007199254740993`],
   ])('reject %s', (_what, id) => {
     expect(parseGlobalEventId(id)).toBeUndefined();
@@ -104,10 +122,51 @@ describe('createKeyspace', () => {
     expect(k.allJobsChannel).toBe('test-1:triton:jobs:all');
     expect(k.jobChannel(JOB_ID)).toBe(`test-1:triton:jobs:${JOB_ID}`);
     expect(k.jobResultKey(JOB_ID)).toBe(`test-1:triton:job:result:${JOB_ID}`);
-    expect(k.jobHistoryKey(JOB_ID)).toBe(`test-1:${plain.jobHistoryKey(JOB_ID)}`);
-    expect(k.jobSeqKey(JOB_ID)).toBe(`test-1:${plain.jobSeqKey(JOB_ID)}`);
+    // A job's keys carry its channel's name, prefix included, as their hash tag.
+    expect(k.jobHistoryKey(JOB_ID)).toBe(`test-1:triton:job:events:{test-1:triton:jobs:${JOB_ID}}`);
+    expect(k.jobSeqKey(JOB_ID)).toBe(`test-1:triton:job:seq:{test-1:triton:jobs:${JOB_ID}}`);
     expect(k.globalHistoryKey).toBe(`test-1:${plain.globalHistoryKey}`);
+    expect(k.globalReceiptKey('t')).toBe(`test-1:${plain.globalReceiptKey('t')}`);
     expect(k.queuePrefix).toBe(`test-1:${plain.queuePrefix}`);
+    expect(k.rateLimitKey('mare-api:write', '::1')).toBe(
+      `test-1:${plain.rateLimitKey('mare-api:write', '::1')}`,
+    );
+    expect(k.cacherLeaseKey).toBe(`test-1:${plain.cacherLeaseKey}`);
+  });
+
+  it.each([
+    ['no prefix', ''],
+    ['a prefix', 'test-1:'],
+  ])("puts every key of a job in its channel's cluster slot (%s)", (_what, prefix) => {
+    const k = createKeyspace(prefix);
+    const slot = clusterSlot(k.jobChannel(JOB_ID));
+    for (const key of [
+      k.jobHistoryKey(JOB_ID),
+      k.jobSeqKey(JOB_ID),
+      k.publishReceiptKey(JOB_ID, 'token'),
+      k.jobDraftKey(JOB_ID),
+      k.jobCancelKey(JOB_ID),
+    ]) {
+      expect(hashTag(key), key).toBe(k.jobChannel(JOB_ID));
+      expect(clusterSlot(key), key).toBe(slot);
+    }
+  });
+
+  it('puts the global history and its receipts in one slot, and the queue in another', () => {
+    const k = createKeyspace('p:');
+    expect(clusterSlot(k.globalReceiptKey('token'))).toBe(clusterSlot(k.globalHistoryKey));
+    expect(hashTag(k.globalHistoryKey)).toBe('triton:events');
+    expect(hashTag(`${k.queuePrefix}:${GENERATION_QUEUE}:wait`)).toBe('triton:queue');
+  });
+
+  it('computes slots as Redis does (the specification’s test vectors)', () => {
+    expect(clusterSlot('123456789')).toBe(0x31c3);
+    expect(clusterSlot('foo')).toBe(12182);
+    expect(clusterSlot('{user1000}.following')).toBe(clusterSlot('user1000'));
+    // An empty tag does not count; the first `}` after the first `{` ends the tag.
+    expect(clusterSlot('foo{}{bar}')).toBe(8363);
+    expect(clusterSlot('foo{{bar}}zap')).toBe(4015);
+    expect(clusterSlot('foo{bar}{zap}')).toBe(clusterSlot('bar'));
   });
 
   it("gives every per-job name its own key, distinct from the seed's channels and each other", () => {
@@ -120,6 +179,7 @@ describe('createKeyspace', () => {
       k.jobSeqKey(JOB_ID),
       k.globalHistoryKey,
       k.queuePrefix,
+      k.cacherLeaseKey,
     ];
     expect(new Set(names).size).toBe(names.length);
   });

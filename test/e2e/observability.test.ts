@@ -150,24 +150,40 @@ describe('metrics, health and logs', () => {
         delta(workerBefore, workerAfter, 'triton_job_duration_seconds_count{outcome="completed"}'),
       ).toBe(1);
       expect(workerAfter.has('triton_queue_jobs{state="waiting"}')).toBe(true);
-      // Gateway: 10 events received (queued included), lagged, and written to watchers once
-      // each (however many connections); lookups hit the cache.
-      expect(
-        delta(gatewayBefore, gatewayAfter, 'mare_events_received_total{event_type="job:progress"}'),
-      ).toBe(7);
-      // Every event of the job (its deltas included) reached the gateway and its watcher once.
+      // Gateway: the job's events received by both channels it watched (the job's, for its
+      // stream; the all-jobs one, for the all-jobs stream), each lagged and written to its
+      // watchers once per channel (however many connections); lookups hit the cache.
+      const received = (event: string, channel: string) =>
+        delta(
+          gatewayBefore,
+          gatewayAfter,
+          `mare_events_received_total{event_type="${event}",channel="${channel}"}`,
+        );
+      expect(received('job:progress', 'all')).toBe(7);
+      expect(received('job:progress', 'job')).toBe(7);
+      expect(received('job:completed', 'job')).toBe(1);
       const publishedCount = [...workerAfter.keys()]
         .filter((k) => k.startsWith('triton_events_published_total{'))
         .reduce((sum, k) => sum + delta(workerBefore, workerAfter, k), 0);
       expect(
         delta(workerBefore, workerAfter, 'triton_events_published_total{event_type="job:delta"}'),
       ).toBeGreaterThan(7);
+      const receivedBy = (channel: string) =>
+        [...gatewayAfter.keys()]
+          .filter((k) => k.startsWith('mare_events_received_total{') && k.includes(channel))
+          .reduce((sum, k) => sum + delta(gatewayBefore, gatewayAfter, k), 0);
+      // Every event of the job (its deltas and triton-api's job:queued included) came by the
+      // all-jobs channel; the job's channel brought those published once its stream watched.
+      expect(receivedBy('channel="all"')).toBe(publishedCount + 1);
+      const byJobChannel = receivedBy('channel="job"');
+      expect(byJobChannel).toBeGreaterThan(0);
+      expect(byJobChannel).toBeLessThanOrEqual(publishedCount);
       expect(delta(gatewayBefore, gatewayAfter, 'triton_event_subscriber_lag_seconds_count')).toBe(
-        publishedCount + 1,
+        publishedCount + 1 + byJobChannel,
       );
-      expect(delta(gatewayBefore, gatewayAfter, 'mare_sse_delivery_seconds_count')).toBe(
-        publishedCount + 1,
-      );
+      const delivered = delta(gatewayBefore, gatewayAfter, 'mare_sse_delivery_seconds_count');
+      expect(delivered).toBeGreaterThanOrEqual(publishedCount + 1);
+      expect(delivered).toBeLessThanOrEqual(publishedCount + 1 + byJobChannel);
       expect(
         delta(gatewayBefore, gatewayAfter, 'mare_cache_lookups_total{result="hit"}'),
       ).toBeGreaterThanOrEqual(2);

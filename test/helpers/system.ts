@@ -2,14 +2,19 @@ import { randomBytes } from 'node:crypto';
 import type { PGlite } from '@electric-sql/pglite';
 import { loadConfig, type Config } from '../../src/common/config.js';
 import { createLogger } from '../../src/common/logger.js';
-import type { RedisServer } from '../../src/cli/redis-server.js';
 import { startMare, type MareService } from '../../src/mare/mare-service.js';
 import { startTriton, type TritonService } from '../../src/triton/triton-service.js';
 import { createTestDatabase } from './postgres.js';
 import { startRedis } from './redis.js';
 
+/** The Redis a test system runs on: a redis-server, or a cluster (its URL names one node). */
+export interface TestRedis {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
 export interface TestSystem {
-  redis: RedisServer;
+  redis: TestRedis;
   config: Readonly<Config>;
   triton: TritonService;
   mare: MareService;
@@ -25,8 +30,8 @@ export interface TestSystemOptions {
   env?: Record<string, string>;
   /** Use this PGlite instead of a fresh database on the run's Postgres server. */
   pglite?: PGlite;
-  /** Use this Redis instead of starting one. */
-  redis?: RedisServer;
+  /** Use this Redis (a server or a cluster) instead of starting one; the test closes it. */
+  redis?: TestRedis;
   /** Run a worker inside triton-api. @defaultValue true */
   worker?: boolean;
 }

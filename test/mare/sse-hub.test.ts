@@ -25,7 +25,7 @@ afterEach(() => {
 function watchJob(h: SseHub, jobId: string) {
   const res = new FakeResponse();
   const stream = new JobStream(res.asResponse(), h.batch, jobId, 0);
-  h.addJobStream(stream);
+  void h.addJobStream(stream);
   stream.open({ kind: 'replay', events: [] }, 1000);
   return { res, stream };
 }
@@ -33,24 +33,82 @@ function watchJob(h: SseHub, jobId: string) {
 function watchAll(h: SseHub) {
   const res = new FakeResponse();
   const stream = new AllJobsStream(res.asResponse(), h.batch);
-  h.addAllJobsStream(stream);
+  void h.addAllJobsStream(stream);
   stream.open([], 1000);
   return { res, stream };
 }
 
 describe('SseHub', () => {
-  it("broadcasts an event to its job's watchers and every all-jobs watcher, and to no one else", async () => {
+  it("hands a job channel's event to that job's watchers only, and an all-jobs event to every all-jobs watcher only", async () => {
     const h = hub();
     const a = randomUUID();
     const b = randomUUID();
     const watcherA = watchJob(h, a);
     const watcherB = watchJob(h, b);
     const all = watchAll(h);
-    h.broadcast(live(jobEvents.started(a, 1)));
+    h.broadcastJob(live(jobEvents.started(a, 1)));
     await nextTurn();
     expect(watcherA.res.text).toContain(`"job_id":"${a}"`);
     expect(watcherB.res.text).not.toContain('job_id');
-    expect(all.res.text).toContain(`id: ${a}:1`);
+    expect(all.res.text).not.toContain('job_id');
+    h.broadcastAll(live({ ...jobEvents.queued(b, 1), stream_id: '1733-0' }));
+    await nextTurn();
+    expect(all.res.text).toContain(`id: ${b}:1:1733-0`);
+    expect(watcherB.res.text).not.toContain('job_id');
+  });
+
+  it('an all-jobs stream drops a live event its replay already sent, however late it comes, until live events pass the replay', async () => {
+    const h = hub();
+    const job = randomUUID();
+    const at = (seq: number) => ({ ...jobEvents.progress(job, seq, seq), stream_id: `100-${seq}` });
+    const res = new FakeResponse();
+    const stream = new AllJobsStream(res.asResponse(), h.batch);
+    void h.addAllJobsStream(stream);
+    stream.open(
+      [1, 2].map((seq) => ({ event: at(seq), json: JSON.stringify(at(seq)) })),
+      1000,
+    );
+    // Published before the replay was read, but arriving after it opened.
+    h.broadcastAll(live(at(2)));
+    h.broadcastAll(live(at(3)));
+    // A job whose seq went back (its counter was lost) is still new once past the replay.
+    h.broadcastAll(live({ ...jobEvents.queued(job, 1), stream_id: '100-4' }));
+    await nextTurn();
+    const ids = res.text.split('\n').filter((l) => l.startsWith('id: '));
+    expect(ids).toEqual([
+      `id: ${job}:1:100-1`,
+      `id: ${job}:2:100-2`,
+      `id: ${job}:3:100-3`,
+      `id: ${job}:1:100-4`,
+    ]);
+  });
+
+  it('watches a job while a stream here watches it, and every job while an all-jobs stream is open', () => {
+    const calls: string[] = [];
+    const h = hub({
+      subscriptions: {
+        watchJob: (id) => (calls.push(`watch ${id}`), Promise.resolve()),
+        unwatchJob: (id) => void calls.push(`unwatch ${id}`),
+        watchAll: () => (calls.push('watch all'), Promise.resolve()),
+        unwatchAll: () => void calls.push('unwatch all'),
+      },
+    });
+    const job = randomUUID();
+    const one = watchJob(h, job);
+    const two = watchJob(h, job);
+    const all = watchAll(h);
+    one.res.disconnect();
+    one.stream.end();
+    two.stream.end();
+    all.res.disconnect();
+    expect(calls).toEqual([
+      `watch ${job}`,
+      `watch ${job}`,
+      'watch all',
+      `unwatch ${job}`,
+      `unwatch ${job}`,
+      'unwatch all',
+    ]);
   });
 
   it('counts connections by kind and forgets each one when it closes', () => {

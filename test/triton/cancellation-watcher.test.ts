@@ -32,23 +32,33 @@ afterAll(async () => {
 interface Started {
   watcher: CancellationWatcher;
   keyspace: Keyspace;
-  subscriber: Redis;
-  /** The subscriber connection's id on the server, as it was when the watcher started. */
+  /** The watcher's own subscriber connection's id on the server, as it was when it started. */
   subscriberId: number;
+}
+
+/** Ids of the server's connections named as the watcher names its subscriber. */
+async function subscriberIds(): Promise<number[]> {
+  const list = String(await redis.client('LIST'));
+  return list
+    .split('\n')
+    .filter((line) => / name=triton-cancellations /.test(line))
+    .map((line) => Number(/\bid=(\d+)/.exec(line)?.[1]));
 }
 
 async function startWatcher(): Promise<Started> {
   const keyspace = createKeyspace(`test-${randomBytes(4).toString('hex')}:`);
-  const subscriber = createRedis(server.url, {
-    name: 'test-cancellations',
+  const before = new Set(await subscriberIds());
+  const watcher = new CancellationWatcher({
+    target: { url: server.url, cluster: false },
+    redis,
+    keyspace,
     logger,
-    maxRetriesPerRequest: null,
   });
-  const subscriberId = Number(await subscriber.client('ID'));
-  const watcher = new CancellationWatcher({ subscriber, redis, keyspace, logger });
   watchers.push(watcher);
   await watcher.start();
-  return { watcher, keyspace, subscriber, subscriberId };
+  const subscriberId = (await subscriberIds()).find((id) => !before.has(id));
+  if (subscriberId === undefined) throw new Error('the watcher opened no subscriber connection');
+  return { watcher, keyspace, subscriberId };
 }
 
 const aborted = (signal: AbortSignal) => () => signal.aborted;
@@ -87,7 +97,7 @@ describe('CancellationWatcher', () => {
   });
 
   it('notices a cancel key set while its subscription was down, once the connection comes back', async () => {
-    const { watcher, keyspace, subscriber, subscriberId } = await startWatcher();
+    const { watcher, keyspace, subscriberId } = await startWatcher();
     const job = randomUUID();
     const watch = watcher.watch(job);
     // Give the first key check time to answer, so that only the reconnection can notice the key.
@@ -104,7 +114,9 @@ describe('CancellationWatcher', () => {
     expect(watch.signal.reason).toBeInstanceOf(JobCancelled);
 
     // And it is subscribed again: messages reach it as before.
-    await waitFor('the subscriber to be back', () => subscriber.status === 'ready');
+    await waitFor('the subscriber to be back', async () =>
+      (await subscriberIds()).some((id) => id !== subscriberId),
+    );
     const bystander = watcher.watch(randomUUID());
     const laterJob = randomUUID();
     const laterWatch = watcher.watch(laterJob);
@@ -143,12 +155,14 @@ describe('CancellationWatcher', () => {
   });
 
   it('closes its subscriber connection, and is safe to close twice', async () => {
-    const { watcher, subscriber } = await startWatcher();
+    const { watcher, subscriberId } = await startWatcher();
     const first = watcher.close();
     const second = watcher.close();
     await Promise.all([first, second]);
     expect(second).toBe(first);
-    await waitFor('the subscriber connection to end', () => subscriber.status === 'end');
+    await waitFor('the subscriber connection to end', async () =>
+      (await subscriberIds()).every((id) => id !== subscriberId),
+    );
     await expect(watcher.close()).resolves.toBeUndefined();
   });
 });

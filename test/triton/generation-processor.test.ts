@@ -160,7 +160,7 @@ async function harness({
   const queue = createGenerationQueue({ connection: redis, keyspace, attempts });
   const publisher = new EventPublisher({ redis, keyspace, logger });
   const cancellations = new CancellationWatcher({
-    subscriber: createRedis(server.url, { name: 'test-cancellations', logger }),
+    target: { url: server.url, cluster: false },
     redis,
     keyspace,
     logger,

@@ -7,6 +7,12 @@ import { serveJobStream } from '../job-stream.js';
 import type { MareContext } from '../mare-context.js';
 import { SSE_HEADERS } from '../sse-stream.js';
 
+/**
+ * Longest a new stream waits for its subscription (Redis down, a cluster failover under way)
+ * before it is answered 503 with Retry-After.
+ */
+const SUBSCRIBE_TIMEOUT_MS = 5000;
+
 const LastEventIdQuery = z.object({
   last_event_id: z.string().max(200).optional(),
 });
@@ -55,6 +61,7 @@ export function registerSseRoutes(app: HttpApp, ctx: MareContext): void {
     snapshots,
     retryMs: config.sseRetryMs,
     streamOptions: config.sseStream,
+    subscribeTimeoutMs: SUBSCRIBE_TIMEOUT_MS,
   };
 
   function ensureCapacity(): void {
@@ -112,7 +119,7 @@ export function registerSseRoutes(app: HttpApp, ctx: MareContext): void {
       if (lastId !== undefined && !anchor) {
         throw new AppError(
           'VALIDATION_FAILED',
-          'Last-Event-ID must be the id of an event of this stream ({job_id}:{seq})',
+          'Last-Event-ID must be the id of an event of this stream ({job_id}:{seq}:{stream_id})',
         );
       }
       if (request.method === 'HEAD') return headOnly(reply);

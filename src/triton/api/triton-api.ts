@@ -8,7 +8,7 @@ import { registerMetricsRoute } from '../../common/metrics.js';
 import { clientAddressOf } from '../../common/client-address.js';
 import { registerRateLimits } from '../../common/rate-limit.js';
 import type { Keyspace } from '../../contract/index.js';
-import type { Redis } from '../../common/redis.js';
+import type { RedisClient } from '../../common/redis.js';
 import type { TritonMetrics } from '../triton-metrics.js';
 import type { TritonStore } from '../db/triton-store.js';
 import type { EventPublisher } from '../events/event-publisher.js';
@@ -24,7 +24,7 @@ export interface TritonApiDeps {
   queue: GenerationQueue;
   publisher: EventPublisher;
   /** Connection for cancellation requests (a key and a channel). */
-  redis: Redis;
+  redis: RedisClient;
   keyspace: Keyspace;
   logger: Logger;
   registry: Registry;

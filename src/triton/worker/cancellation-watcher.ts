@@ -1,6 +1,7 @@
 import type { Keyspace } from '../../contract/index.js';
 import type { Logger } from '../../common/logger.js';
-import { closeRedis, type Redis } from '../../common/redis.js';
+import { RedisSubscriber } from '../../common/redis-subscriber.js';
+import type { RedisClient, RedisTarget } from '../../common/redis.js';
 import { RepeatedErrorLog } from '../../common/repeated-error-log.js';
 
 /** The reason a job's signal aborts with when someone cancelled it. */
@@ -21,10 +22,10 @@ export interface CancellationWatch {
 
 /** What watching for cancellations needs. */
 export interface CancellationWatcherOptions {
-  /** A connection for this watcher alone (it enters subscriber mode); closed by `close()`. */
-  subscriber: Redis;
+  /** The Redis carrying the cancellation channel: the watcher subscribes on its own connection. */
+  target: RedisTarget;
   /** A connection for reading cancellation keys; its owner closes it. */
-  redis: Redis;
+  redis: RedisClient;
   keyspace: Keyspace;
   logger: Logger;
 }
@@ -38,32 +39,33 @@ export interface CancellationWatcherOptions {
 export class CancellationWatcher {
   private readonly o: CancellationWatcherOptions;
   private readonly running = new Map<string, AbortController>();
-  private subscribed = false;
+  private readonly subscriber: RedisSubscriber;
   private closing: Promise<void> | undefined;
   private readonly errors: RepeatedErrorLog;
 
   constructor(options: CancellationWatcherOptions) {
     this.o = options;
     this.errors = new RepeatedErrorLog(options.logger);
+    const { keyspace } = options;
+    this.subscriber = new RedisSubscriber({
+      target: options.target,
+      name: 'triton-cancellations',
+      logger: options.logger,
+      onMessage: (channel, jobId) => {
+        if (channel === keyspace.cancelChannel) this.cancel(jobId);
+      },
+      // A message sent while the subscription was down is lost; the key is not.
+      onRestored: () => {
+        if (!this.closing) void this.checkAll();
+      },
+    });
   }
 
   /** Subscribes to the cancellation channel. */
   async start(): Promise<void> {
-    const { subscriber, keyspace, logger } = this.o;
-    subscriber.on('message', (channel: string, jobId: string) => {
-      if (channel === keyspace.cancelChannel) this.cancel(jobId);
-    });
-    subscriber.on('ready', () => {
-      if (!this.subscribed || this.closing) return;
-      // The keys are read on another connection: only once this subscription is confirmed
-      // again can no cancellation fall between the check and the first message.
-      subscriber.subscribe(keyspace.cancelChannel).then(
-        () => this.checkAll(),
-        (err: unknown) => logger.warn({ err }, 'Could not resubscribe to cancellations'),
-      );
-    });
-    await subscriber.subscribe(keyspace.cancelChannel);
-    this.subscribed = true;
+    const { keyspace, logger } = this.o;
+    await this.subscriber.ready();
+    await this.subscriber.hold(keyspace.cancelChannel, 'classic');
     logger.debug({ channel: keyspace.cancelChannel }, 'Listening for cancellations');
   }
 
@@ -87,7 +89,7 @@ export class CancellationWatcher {
 
   /** Unsubscribes and closes the subscriber connection. Safe to call twice. */
   close(): Promise<void> {
-    this.closing ??= closeRedis(this.o.subscriber);
+    this.closing ??= this.subscriber.close();
     return this.closing;
   }
 
@@ -103,11 +105,11 @@ export class CancellationWatcher {
   private async check(jobIds: string[]): Promise<void> {
     if (jobIds.length === 0) return;
     try {
-      const keys = jobIds.map((id) => this.o.keyspace.jobCancelKey(id));
-      const values = await this.o.redis.mget(...keys);
-      values.forEach((value, i) => {
+      // One read per job: on a cluster each job's key lives in its own slot.
+      const found = await Promise.all(jobIds.map((id) => this.requested(id)));
+      found.forEach((requested, i) => {
         const jobId = jobIds[i];
-        if (value !== null && jobId !== undefined) this.cancel(jobId);
+        if (requested && jobId !== undefined) this.cancel(jobId);
       });
     } catch (err) {
       this.errors.warn(err, 'Could not check cancellation keys');

@@ -1,7 +1,7 @@
 import { QueueEvents } from 'bullmq';
 import { GENERATION_QUEUE, type Keyspace } from '../../contract/index.js';
 import type { Logger } from '../../common/logger.js';
-import type { Redis } from '../../common/redis.js';
+import type { RedisClient } from '../../common/redis.js';
 import { RepeatedErrorLog } from '../../common/repeated-error-log.js';
 import type { TritonStore } from '../db/triton-store.js';
 import type { EventPublisher } from '../events/event-publisher.js';
@@ -17,7 +17,7 @@ export interface JobSweeperOptions {
   metrics?: TritonMetrics;
   keyspace: Keyspace;
   /** Connection that BullMQ's queue-event listener duplicates for its blocking reads. */
-  connection: Redis;
+  connection: RedisClient;
   /** A running job older than this is failed. */
   timeoutMs: number;
   /** How often to look. @defaultValue 15000 */

@@ -103,13 +103,16 @@ describe('mare-api restarted mid-stream', () => {
       expect(received.map((r) => r.id)).toEqual(seqs.map(String));
       expect(opens).toBeGreaterThanOrEqual(2);
 
-      // The all-jobs stream resumed too (ids `{job_id}:{seq}`), without a gap or a repeat.
+      // The all-jobs stream resumed too (ids `{job_id}:{seq}:{stream_id}`), without a gap or a
+      // repeat.
       await waitFor('the all-jobs stream to see the completion', () =>
         ofJob().some((r) => r.data.event_type === 'job:completed'),
       );
       const all = ofJob();
       expect(all.map((r) => r.data.seq)).toEqual(seqs);
-      expect(all.map((r) => r.id)).toEqual(all.map((r) => `${jobId}:${r.data.seq}`));
+      expect(all.map((r) => r.id)).toEqual(
+        all.map((r) => `${jobId}:${r.data.seq}:${String(r.data.stream_id)}`),
+      );
     },
   );
 

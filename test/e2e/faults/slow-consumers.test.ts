@@ -84,7 +84,8 @@ describe('a client that stops reading', () => {
       await waitFor('the stalled client’s first event', () => stalled.events().length >= 1);
       stalled.pause();
 
-      const before = await metric('mare_events_received_total', 'job:progress');
+      const progressOnJobChannel = 'event_type="job:progress",channel="job"';
+      const before = await metric('mare_events_received_total', progressOnJobChannel);
       const total = 150;
       const padding = 'x'.repeat(64 * 1024);
       await publisher.publish({
@@ -115,7 +116,8 @@ describe('a client that stops reading', () => {
       );
       await waitFor(
         'the gateway to have dispatched everything',
-        async () => (await metric('mare_events_received_total', 'job:progress')) - before === total,
+        async () =>
+          (await metric('mare_events_received_total', progressOnJobChannel)) - before === total,
       );
 
       stalled.resume();
