@@ -1,3 +1,4 @@
+import { createKeyspace } from '../../src/contract/index.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -95,9 +96,10 @@ describe('npm start with the seed’s REDIS_HOST, REDIS_PORT, REDIS_DB and REDIS
 
       // Its history, result and queue live in database 3; database 0 holds nothing.
       await admin!.select(3);
-      expect(await admin!.exists(`triton:job:events:${jobId}`)).toBe(1);
-      expect(await admin!.exists(`triton:job:result:${jobId}`)).toBe(1);
-      expect((await admin!.keys('triton:queue:*')).length).toBeGreaterThan(0);
+      const keys = createKeyspace();
+      expect(await admin!.exists(keys.jobHistoryKey(jobId))).toBe(1);
+      expect(await admin!.exists(keys.jobResultKey(jobId))).toBe(1);
+      expect((await admin!.keys(`${keys.queuePrefix}:*`)).length).toBeGreaterThan(0);
       await admin!.select(0);
       expect(await admin!.dbsize()).toBe(0);
 

@@ -42,7 +42,7 @@ describe('LiveEvent.mergedWith', () => {
     const job = randomUUID();
     const merged = delta(job, 7, 'a', '1-0').mergedWith(delta(job, 8, 'b', '2-0'));
     expect(dataOf(merged.globalFrame)).toMatchObject({ seq: 8, delta: 'ab', stream_id: '2-0' });
-    expect(merged.globalFrame).toMatch(new RegExp(`^id: ${job}:8\\n`));
+    expect(merged.globalFrame).toMatch(new RegExp(`^id: ${job}:8:2-0\\n`));
     const jobData = dataOf(merged.jobFrame);
     expect(jobData).toMatchObject({ seq: 8, delta: 'ab' });
     expect(jobData).not.toHaveProperty('stream_id');

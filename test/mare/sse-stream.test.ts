@@ -263,7 +263,7 @@ describe('SseStream', () => {
     const onAll = received(allSide.res.text);
     expect(onAll.map(summary)).toEqual(['1 job:started', '3 delta 0 "Hello, world"']);
     expect(onAll.map((e) => e.stream_id)).toEqual(['1700000000000-0', '1700000000002-0']);
-    expect(ids(allSide.res.text)).toEqual([`${job}:1`, `${job}:3`]);
+    expect(ids(allSide.res.text)).toEqual([`${job}:1:1700000000000-0`, `${job}:3:1700000000002-0`]);
   });
 
   it('never drops or reorders text while congested: at every event a client receives, each template has exactly the text published up to its seq', async () => {
