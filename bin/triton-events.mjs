@@ -8,12 +8,28 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const source = path.join(import.meta.dirname, '../src/cli/triton-cli.ts');
-let cli;
-if (existsSync(source)) {
+// `keys` manages the services' API keys in their Redis: it runs where the services run (a
+// checkout or the image), never from the client package, which ships no Redis client.
+if (process.argv[2] === 'keys') {
+  const keys = path.join(import.meta.dirname, '../src/cli/keys-command.ts');
+  if (!existsSync(keys)) {
+    process.stderr.write(
+      'triton-events keys: run it where the services run (a checkout of triton-events, or its image): it needs their Redis.\n',
+    );
+    process.exit(2);
+  }
   const { register } = await import('tsx/esm/api');
   register();
-  cli = await import(pathToFileURL(source).href);
+  const command = await import(pathToFileURL(keys).href);
+  process.exitCode = await command.runKeysCommand(process.argv.slice(3));
 } else {
-  cli = await import('../dist/cli/triton-cli.js');
+  let cli;
+  if (existsSync(source)) {
+    const { register } = await import('tsx/esm/api');
+    register();
+    cli = await import(pathToFileURL(source).href);
+  } else {
+    cli = await import('../dist/cli/triton-cli.js');
+  }
+  process.exitCode = await cli.runCli(process.argv.slice(2));
 }
-process.exitCode = await cli.runCli(process.argv.slice(2));

@@ -184,6 +184,27 @@ const EnvSchema = z.object({
   GATEWAY_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
   /** Largest accepted request body, in bytes. */
   BODY_LIMIT_BYTES: positiveInt(64 * 1024),
+  /**
+   * `on`: both APIs require an API key (`Authorization: Bearer …`) and show each tenant only its
+   * own records. `off`: anyone who reaches them may use them. Unset is off, but an API that would
+   * bind an address other machines reach (HOST) refuses to start until this is set.
+   */
+  AUTH: z.enum(['on', 'off']).optional(),
+  /**
+   * Origins whose pages may call the APIs from a browser: `*` (any; only with AUTH=off) or a
+   * comma-separated list (`https://app.example.com,https://admin.example.com`). Unset: `*` with
+   * auth off, none with auth on.
+   */
+  CORS_ORIGINS: z
+    .string()
+    .transform((value) => value.split(',').map((origin) => origin.trim()))
+    .refine(
+      (origins) => (origins.length === 1 && origins[0] === '*') || origins.every(isOrigin),
+      'must be * or a comma-separated list of origins such as https://app.example.com',
+    )
+    .optional(),
+  /** Bearer token that `/metrics` requires (16 characters or more); unset, /metrics is open. Never logged. */
+  METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
 
   TRITON_API_PORT: port(8000),
   /** A Postgres server. Unset: embedded PGlite under DATA_DIR (single process). */
@@ -235,6 +256,13 @@ const EnvSchema = z.object({
   SSE_HIGH_WATER_BYTES: positiveInt(64 * 1024),
   /** Events waiting on a congested SSE connection beyond which it is cut (the client resumes). */
   SSE_MAX_PENDING_EVENTS: positiveInt(256),
+  /**
+   * Signs stream tokens (32 characters or more): every gateway of a deployment needs the same
+   * one. Required with AUTH=on; `npm start` makes one up when unset. Never logged.
+   */
+  STREAM_TOKEN_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  /** How long a stream token opens streams, in seconds (an open stream outlives it). */
+  STREAM_TOKEN_TTL_SECONDS: z.coerce.number().int().positive().max(86_400).default(900),
   /** Job submissions per client address per minute, on each API (0: no limit). */
   SUBMIT_RATE_LIMIT_PER_MINUTE: nonNegativeInt(120),
   /** Other writes (clients, value propositions, cancellations) per client address per minute, on each API (0: no limit). */
@@ -256,6 +284,11 @@ export interface CommonConfig {
   bodyLimitBytes: number;
   trustProxy: boolean | string;
   gatewaySecret: string | undefined;
+  /** AUTH as set; undefined when unset (then off, see {@link requireAuthDecision}). */
+  auth: 'on' | 'off' | undefined;
+  /** Origins allowed to call the APIs from a browser: `*` for any. */
+  corsOrigins: '*' | readonly string[];
+  metricsToken: string | undefined;
   submitRateLimitPerMinute: number;
   writeRateLimitPerMinute: number;
   shutdownTimeoutMs: number;
@@ -292,6 +325,8 @@ export interface MareConfig {
   sseMaxConnections: number;
   sseHighWaterBytes: number;
   sseMaxPendingEvents: number;
+  streamTokenSecret: string | undefined;
+  streamTokenTtlSeconds: number;
 }
 
 export interface Config {
@@ -301,7 +336,13 @@ export interface Config {
 }
 
 /** Variables whose values a message never shows, even a wrong one. */
-const SECRET_VARIABLES = new Set(['GATEWAY_SECRET', 'OPENAI_API_KEY', 'REDIS_PASSWORD']);
+const SECRET_VARIABLES = new Set([
+  'GATEWAY_SECRET',
+  'METRICS_TOKEN',
+  'OPENAI_API_KEY',
+  'REDIS_PASSWORD',
+  'STREAM_TOKEN_SECRET',
+]);
 
 /** A configuration value that cannot be used; its message is one line naming the variable. */
 export class ConfigError extends Error {
@@ -311,6 +352,16 @@ export class ConfigError extends Error {
 /** True for an address only this machine can reach. */
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
+}
+
+/** True for an http(s) origin written as browsers send it: scheme, host, port, nothing else. */
+function isOrigin(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return /^https?:$/.test(url.protocol) && url.origin === value;
+  } catch {
+    return false;
+  }
 }
 
 function deepFreeze<T extends object>(value: T): Readonly<T> {
@@ -337,6 +388,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     throw new ConfigError(`Invalid configuration: ${name}: ${issue?.message ?? 'invalid'}${got}`);
   }
   const e = parsed.data;
+  if (e.AUTH === 'on' && e.CORS_ORIGINS?.[0] === '*') {
+    throw new ConfigError(
+      'Invalid configuration: CORS_ORIGINS: * lets any site use a key it got hold of; with AUTH=on, list the origins',
+    );
+  }
   const embedded = e.DATABASE_URL === undefined;
   const redis = redisOf(e);
   return deepFreeze({
@@ -353,6 +409,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       trustProxy:
         e.TRUST_PROXY === 'true' ? true : e.TRUST_PROXY === 'false' ? false : e.TRUST_PROXY,
       gatewaySecret: e.GATEWAY_SECRET,
+      auth: e.AUTH,
+      corsOrigins:
+        e.CORS_ORIGINS === undefined
+          ? e.AUTH === 'on'
+            ? []
+            : '*'
+          : e.CORS_ORIGINS[0] === '*'
+            ? '*'
+            : e.CORS_ORIGINS,
+      metricsToken: e.METRICS_TOKEN,
       submitRateLimitPerMinute: e.SUBMIT_RATE_LIMIT_PER_MINUTE,
       writeRateLimitPerMinute: e.WRITE_RATE_LIMIT_PER_MINUTE,
       shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
@@ -366,7 +432,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
           ? 'memory://'
           : path.resolve(e.PGLITE_DATA_DIR ?? path.join(e.DATA_DIR, 'pglite')),
       inProcessWorker: e.TRITON_API_WORKER === 'auto' ? embedded : e.TRITON_API_WORKER === 'true',
-      queueUi: e.QUEUE_UI === 'auto' ? isLoopback(e.HOST) : e.QUEUE_UI === 'true',
+      // With auth on it asks for an admin key, wherever it is served.
+      queueUi:
+        e.QUEUE_UI === 'auto' ? isLoopback(e.HOST) || e.AUTH === 'on' : e.QUEUE_UI === 'true',
       workerConcurrency: e.WORKER_CONCURRENCY,
       workerMetricsPort: e.WORKER_METRICS_PORT,
       generationStepMs: e.GENERATION_STEP_MS,
@@ -393,6 +461,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       sseMaxConnections: e.SSE_MAX_CONNECTIONS,
       sseHighWaterBytes: e.SSE_HIGH_WATER_BYTES,
       sseMaxPendingEvents: e.SSE_MAX_PENDING_EVENTS,
+      streamTokenSecret: e.STREAM_TOKEN_SECRET,
+      streamTokenTtlSeconds: e.STREAM_TOKEN_TTL_SECONDS,
     },
   });
 }
@@ -400,4 +470,37 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
 /** Names of every variable, with its default, for `.env.example` and its test. */
 export function configVariables(): string[] {
   return Object.keys(EnvSchema.shape);
+}
+
+/** Whether the APIs require API keys. */
+export function authEnabled(common: Pick<CommonConfig, 'auth'>): boolean {
+  return common.auth === 'on';
+}
+
+/**
+ * What an API checks before it starts serving: that nobody gets an open API on an address other
+ * machines reach by forgetting AUTH, and that with AUTH=on it has the secrets it needs (mare-api
+ * names its callers to triton-api with GATEWAY_SECRET and signs stream tokens with
+ * STREAM_TOKEN_SECRET). Throws a {@link ConfigError} naming the variable.
+ */
+export function requireAuthDecision(
+  common: Pick<CommonConfig, 'auth' | 'host' | 'gatewaySecret'>,
+  mare?: Pick<MareConfig, 'streamTokenSecret'>,
+): void {
+  if (common.auth === undefined && !isLoopback(common.host)) {
+    throw new ConfigError(
+      `Invalid configuration: AUTH: must be set when HOST (${common.host}) is reachable from other machines: AUTH=on to require API keys, or AUTH=off to serve anyone`,
+    );
+  }
+  if (common.auth !== 'on' || !mare) return;
+  if (!common.gatewaySecret) {
+    throw new ConfigError(
+      'Invalid configuration: GATEWAY_SECRET: required with AUTH=on (mare-api names its callers to triton-api with it); set the same value on both',
+    );
+  }
+  if (!mare.streamTokenSecret) {
+    throw new ConfigError(
+      'Invalid configuration: STREAM_TOKEN_SECRET: required with AUTH=on (stream tokens are signed with it); set the same value on every gateway',
+    );
+  }
 }

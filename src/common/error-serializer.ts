@@ -15,16 +15,37 @@ const MAX_ARGS = 3;
 const MAX_ARG_LENGTH = 80;
 const MAX_CAUSE_DEPTH = 3;
 
+/** An API key's secret: `tek_<id>_` stays, so that a line still says which key it was. */
+const API_KEY_SECRET = /\b(tek_[A-Za-z0-9_-]{12}_)[A-Za-z0-9_-]{43}/g;
+/** A stream token in a query string, or any JWT-shaped text (`eyJ….eyJ….…`). */
+const TOKEN_PARAM = /([?&](?:token|access_token)=)[^&#\s"']+/gi;
+const JWT = /\beyJ[A-Za-z0-9_-]*\.eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*/g;
+
 /**
- * `text` with the credentials of every URL in it hidden (`redis://:***@host`), wherever the URL
- * appears (a message, a stack, a field).
+ * `text` with every credential in it hidden, wherever it appears (a message, a stack, a field):
+ * the password of a URL (`redis://:***@host`), the secret of an API key (`tek_<id>_***`), a
+ * stream token (`?token=***`).
  */
 export function redactCredentials(text: string): string {
-  if (!text.includes('://')) return text;
-  return text.replace(URL_CREDENTIALS, (_match, scheme: string, userinfo: string) => {
+  let out = text;
+  if (out.includes('tek_')) out = out.replace(API_KEY_SECRET, '$1***');
+  if (out.includes('eyJ')) out = out.replace(JWT, '***');
+  if (out.includes('token=')) out = out.replace(TOKEN_PARAM, '$1***');
+  if (!out.includes('://')) return out;
+  return out.replace(URL_CREDENTIALS, (_match, scheme: string, userinfo: string) => {
     const colon = userinfo.indexOf(':');
     return colon === -1 ? `${scheme}***@` : `${scheme}${userinfo.slice(0, colon)}:***@`;
   });
+}
+
+/**
+ * A request's URL with every query value hidden (`/v1/triton/events?token=***&history=***`):
+ * what log lines and error messages show of it, since a query may carry a stream token.
+ */
+export function redactQuery(url: string): string {
+  const query = url.indexOf('?');
+  if (query === -1) return url;
+  return url.slice(0, query + 1) + url.slice(query + 1).replace(/=[^&#]*/g, '=***');
 }
 
 /** A log line's view of a failed Redis command: its name, and arguments only where harmless. */

@@ -14,6 +14,7 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import { AppError, type ErrorBody, type ErrorCode } from '../contract/errors.js';
+import { redactQuery } from './error-serializer.js';
 import type { Logger } from './logger.js';
 import { RepeatedErrorLog } from './repeated-error-log.js';
 import { RouteMethods } from './route-methods.js';
@@ -23,10 +24,19 @@ const keepParentLogger: FastifyChildLoggerFactory = (parent) => parent;
 /**
  * Headers on every answer of both APIs, whoever writes it (a route, the cached-lookup fast
  * path, an SSE stream, the error answers of the HTTP parser): the one place they are set.
- * `nosniff`: a browser never runs an answer as something other than its declared type.
+ * - `nosniff`: a browser never runs an answer as something other than its declared type;
+ * - `X-Frame-Options: DENY`: no other site frames a page of ours to trick clicks on it (pages
+ *   also say `frame-ancestors 'none'` in their CSP);
+ * - `Referrer-Policy: no-referrer`: a URL of ours (a stream token in its query) never travels
+ *   to another site in a Referer;
+ * - `Cross-Origin-Resource-Policy: same-origin`: other sites cannot embed our answers as images,
+ *   scripts and the like (it does not touch CORS reads, which CORS_ORIGINS governs).
  */
 export const RESPONSE_POLICY_HEADERS: Readonly<Record<string, string>> = Object.freeze({
   'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'referrer-policy': 'no-referrer',
+  'cross-origin-resource-policy': 'same-origin',
 });
 const POLICY_ENTRIES = Object.entries(RESPONSE_POLICY_HEADERS);
 const POLICY_RAW = POLICY_ENTRIES.map(([name, value]) => `${name}: ${value}\r\n`).join('');
@@ -41,6 +51,8 @@ const STATUS_OF: Record<ErrorCode, number> = {
   REQUEST_TIMEOUT: 408,
   ROUTE_NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
   CLIENT_NOT_FOUND: 404,
   JOB_NOT_FOUND: 404,
   TEMPLATE_NOT_FOUND: 404,
@@ -251,13 +263,15 @@ export function createHttpApp({
         .send(
           errorBody(
             'METHOD_NOT_ALLOWED',
-            `${request.method} is not allowed on ${request.url}; it allows ${list}`,
+            `${request.method} is not allowed on ${redactQuery(request.url)}; it allows ${list}`,
           ),
         );
     }
     return reply
       .code(404)
-      .send(errorBody('ROUTE_NOT_FOUND', `No route for ${request.method} ${request.url}`));
+      .send(
+        errorBody('ROUTE_NOT_FOUND', `No route for ${request.method} ${redactQuery(request.url)}`),
+      );
   });
 
   const unhandled = new RepeatedErrorLog(logger);
@@ -282,7 +296,10 @@ export function createHttpApp({
     }
     const mapped = fromFastifyError(err as FastifyError);
     if (mapped) return sendError(reply, mapped);
-    unhandled.error(err, 'Unhandled request error', { url: request.url, method: request.method });
+    unhandled.error(err, 'Unhandled request error', {
+      url: redactQuery(request.url),
+      method: request.method,
+    });
     return reply.code(500).send(errorBody('INTERNAL', 'Internal server error'));
   });
 

@@ -35,7 +35,12 @@ function fitObject(
   for (const key of Object.keys(obj)) {
     const value = obj[key];
     const duplicate = bound.has(key) || (hasMessage && key === 'msg');
-    const secret = typeof value === 'string' && value.includes('://');
+    const secret =
+      typeof value === 'string' &&
+      (value.includes('://') ||
+        value.includes('tek_') ||
+        value.includes('eyJ') ||
+        value.includes('token='));
     if (!duplicate && !secret) continue;
     out ??= { ...obj };
     if (duplicate) delete out[key];

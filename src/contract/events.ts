@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { TenantName } from './auth.js';
 import { Uuid } from './ids.js';
 import { JobUsage, TemplateKind } from './resources.js';
 
@@ -47,6 +48,11 @@ const base = {
   timestamp: Timestamp,
   job_id: Uuid,
   client_id: Uuid,
+  /**
+   * The tenant the job belongs to, when it was submitted with a key: gateways show the event
+   * only to that tenant (and to admins). Absent for jobs submitted with auth off.
+   */
+  tenant_id: TenantName.optional(),
   /**
    * The event's position in the global history stream. Set on the all-jobs channel and stream
    * only (see `withStreamId`), so that a subscriber that lost its subscription resumes reading

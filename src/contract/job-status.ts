@@ -26,6 +26,8 @@ export const JobStatusDocument = z.object({
   completed_at: z.iso.datetime({ offset: true }).nullable(),
   /** What the job's model calls cost: tokens, requests, model time (zeros without a model). */
   usage: JobUsage.optional(),
+  /** The tenant the job belongs to, when it was submitted with a key (see `tenant_id` of events). */
+  tenant_id: z.string().optional(),
 });
 export type JobStatusDocument = z.infer<typeof JobStatusDocument>;
 
@@ -44,11 +46,33 @@ export function statusDocumentFromTerminalEvent(event: TerminalJobEvent): JobSta
     error_message: event.event_type === 'job:failed' ? event.error_message : null,
     completed_at: event.completed_at,
     usage: event.usage ?? NO_USAGE,
+    ...(event.tenant_id === undefined ? {} : { tenant_id: event.tenant_id }),
   };
 }
 
+/** `"tenant_id":"…"` in a status document's JSON; tenant names need no escaping. */
+const TENANT_IN_JSON = /"tenant_id":"([^"\\]*)"/;
+
+/**
+ * The tenant a status document's JSON (as mare-api caches it) names, or undefined when the job
+ * has none, without decoding the document. Only a key can match: inside a JSON string every `"`
+ * is escaped, so the text `"tenant_id":"` cannot occur there, and no other key of a document is
+ * named so.
+ */
+export function tenantOfDocumentJson(json: string): string | undefined {
+  return TENANT_IN_JSON.exec(json)?.[1];
+}
+
 /** `202` body of a submission, on both APIs. */
-export const JobAccepted = z.object({ job_id: Uuid, status: JobStatus });
+export const JobAccepted = z.object({
+  job_id: Uuid,
+  status: JobStatus,
+  /**
+   * mare-api with auth on: a token that opens this job's stream without a key
+   * (`/v1/triton/jobs/{job_id}/subscribe?token=…`), for a browser's `EventSource`.
+   */
+  stream_token: z.string().optional(),
+});
 export type JobAccepted = z.infer<typeof JobAccepted>;
 
 /** A finished template as a snapshot carries it. */

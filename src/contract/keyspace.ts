@@ -9,7 +9,8 @@
  * - a job's own keys carry its channel's name as their tag: they hash to the slot of the job's
  *   (sharded) channel, and one script can update them and publish on it;
  * - the global history and its receipts share the tag `{triton:events}`;
- * - the queue's keys share `{triton:queue}`, as BullMQ's scripts need.
+ * - the queue's keys share `{triton:queue}`, as BullMQ's scripts need;
+ * - API keys and their index share `{triton:auth}`, so that one transaction writes both.
  */
 export interface Keyspace {
   /** The prefix every name below starts with. */
@@ -52,6 +53,13 @@ export interface Keyspace {
   rateLimitKey(scope: string, client: string): string;
   /** Lease naming the one gateway that caches every job's result as it ends. */
   readonly cacherLeaseKey: string;
+  /**
+   * One API key's record (a hash: the SHA-256 of the key, its tenant, whether it is an admin's,
+   * when it was created and revoked), by the key's id. The key itself is never stored.
+   */
+  apiKeyKey(keyId: string): string;
+  /** The set of every API key's id, for listing them. */
+  readonly apiKeyIdsKey: string;
 }
 
 /** Builds the names for one deployment. @param prefix - prepended to every name; default none. */
@@ -60,6 +68,7 @@ export function createKeyspace(prefix = ''): Keyspace {
   // A job's channel name has no braces: as a tag it puts the key in the channel's own slot.
   const jobTag = (jobId: string) => `{${jobChannel(jobId)}}`;
   const events = `${prefix}{triton:events}`;
+  const auth = `${prefix}{triton:auth}`;
   return Object.freeze({
     prefix,
     allJobsChannel: `${prefix}triton:jobs:all`,
@@ -77,6 +86,8 @@ export function createKeyspace(prefix = ''): Keyspace {
     queuePrefix: `${prefix}{triton:queue}`,
     rateLimitKey: (scope: string, client: string) => `${prefix}triton:ratelimit:${scope}:${client}`,
     cacherLeaseKey: `${prefix}triton:mare:cacher`,
+    apiKeyKey: (keyId: string) => `${auth}:key:${keyId}`,
+    apiKeyIdsKey: `${auth}:keys`,
   });
 }
 
