@@ -26,6 +26,22 @@ export function gatewayHeaders(
 const digest = (text: string) => createHash('sha256').update(text).digest();
 
 /**
+ * Whether a request carries the gateway's secret: the one test of "this comes from mare-api"
+ * (for the user's address it names, and for the caller's identity it passes on).
+ */
+export function gatewaySecretChecker(
+  gatewaySecret: string | undefined,
+): (request: FastifyRequest) => boolean {
+  if (!gatewaySecret) return () => false;
+  const expected = digest(gatewaySecret);
+  return (request) => {
+    const given = request.headers[GATEWAY_SECRET_HEADER];
+    // Compared as digests, in constant time: equal lengths, and no timing to guess it by.
+    return typeof given === 'string' && timingSafeEqual(digest(given), expected);
+  };
+}
+
+/**
  * How an API tells who a request comes from, for rate limits: the end user a gateway names
  * when the request carries the gateway's secret, else the caller's address (`request.ip`, which
  * honours TRUST_PROXY: by default the connection's own address).
@@ -34,11 +50,9 @@ export function clientAddressOf(
   gatewaySecret: string | undefined,
 ): (request: FastifyRequest) => string {
   if (!gatewaySecret) return (request) => request.ip;
-  const expected = digest(gatewaySecret);
+  const fromGateway = gatewaySecretChecker(gatewaySecret);
   return (request) => {
-    const given = request.headers[GATEWAY_SECRET_HEADER];
-    // Compared as digests, in constant time: equal lengths, and no timing to guess it by.
-    if (typeof given === 'string' && timingSafeEqual(digest(given), expected)) {
+    if (fromGateway(request)) {
       const named = request.headers['x-forwarded-for'];
       const address = typeof named === 'string' ? named.trim() : '';
       if (isIP(address) !== 0) return address;

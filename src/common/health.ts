@@ -20,6 +20,7 @@ export function registerHealthRoutes(
   app.get(
     '/health',
     {
+      config: { access: 'public' },
       schema: {
         tags: ['health'],
         summary: 'Liveness: the process is up',
@@ -38,6 +39,7 @@ export function registerHealthRoutes(
   app.get(
     '/ready',
     {
+      config: { access: 'public' },
       schema: {
         tags: ['health'],
         summary: 'Readiness: Redis and the database answer',

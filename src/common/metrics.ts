@@ -1,5 +1,7 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
-import type { HttpApp } from './http.js';
+import { AppError } from '../contract/index.js';
+import { sendError, type HttpApp } from './http.js';
 
 /** A service's own Prometheus registry, with Node's process metrics under `prefix`. */
 export function createRegistry(service: string): Registry {
@@ -30,16 +32,22 @@ export function createHttpDurationHistogram(
   });
 }
 
+const digest = (text: string) => createHash('sha256').update(text).digest();
+
 /**
  * Serves `GET /metrics` and times every request by route (the route's pattern, not its URL,
- * so ids never explode the label set), in `duration` or a histogram made for `prefix`.
+ * so ids never explode the label set), in `duration` or a histogram made for `prefix`. With a
+ * `token` (METRICS_TOKEN), `/metrics` answers only `Authorization: Bearer <token>`; it needs no
+ * API key either way, so that Prometheus scrapes it with the one credential.
  */
 export function registerMetricsRoute(
   app: HttpApp,
   registry: Registry,
   prefix: string,
   duration: HttpDurationHistogram = createHttpDurationHistogram(registry, prefix),
+  { token }: { token?: string | undefined } = {},
 ): void {
+  const expected = token === undefined ? undefined : digest(`Bearer ${token}`);
   app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
     duration.observe(
@@ -48,8 +56,23 @@ export function registerMetricsRoute(
     );
     done();
   });
-  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
-    const body = await registry.metrics();
-    return reply.type(registry.contentType).send(body);
-  });
+  app.get(
+    '/metrics',
+    { schema: { hide: true }, config: { access: 'public' } },
+    async (request, reply) => {
+      const given = request.headers.authorization;
+      // Compared as digests, in constant time: equal lengths, and no timing to guess it by.
+      if (expected && !(typeof given === 'string' && timingSafeEqual(digest(given), expected))) {
+        return sendError(
+          reply.header('www-authenticate', 'Bearer realm="metrics"'),
+          new AppError(
+            'UNAUTHORIZED',
+            'Metrics need the metrics token: Authorization: Bearer <METRICS_TOKEN>',
+          ),
+        );
+      }
+      const body = await registry.metrics();
+      return reply.type(registry.contentType).send(body);
+    },
+  );
 }

@@ -41,6 +41,7 @@ export async function finishCancelled(
     template_ids: templateIds,
     template_count: templateIds.length,
     ...(doc?.usage ? { usage: doc.usage } : {}),
+    ...(doc?.tenant_id === undefined ? {} : { tenant_id: doc.tenant_id }),
   });
   metrics?.observeJob('cancelled', durationMs / 1000);
   logger.info(
@@ -70,9 +71,11 @@ export interface RequestCancellationDeps extends FinishCancelledDeps {
 export async function requestCancellation(
   { keyTtlSeconds = 24 * 3600, ...deps }: RequestCancellationDeps,
   jobId: string,
+  /** Only a job of this tenant may be cancelled (others are not found). @defaultValue any */
+  tenant?: string,
 ): Promise<JobStatusDocument> {
   const { store, queue, redis, keyspace, logger } = deps;
-  const row = await store.requestCancel(jobId, new Date());
+  const row = await store.requestCancel(jobId, new Date(), tenant);
   if (!row) throw new AppError('JOB_NOT_FOUND', `Job ${jobId} does not exist`);
   if (row.status !== 'queued' && row.status !== 'running') {
     throw new AppError(
@@ -111,7 +114,7 @@ export async function requestCancellation(
       await finishCancelled(deps, { jobId, clientId: row.client_id, startedAt: row.started_at });
     }
   }
-  const doc = await store.jobStatusDocument(jobId);
+  const doc = await store.jobStatusDocument(jobId, tenant);
   if (!doc) throw new AppError('JOB_NOT_FOUND', `Job ${jobId} does not exist`);
   return doc;
 }

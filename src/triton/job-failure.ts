@@ -39,6 +39,7 @@ export async function failJob(
     template_ids: templateIds,
     template_count: templateIds.length,
     ...(doc?.usage ? { usage: doc.usage } : {}),
+    ...(doc?.tenant_id === undefined ? {} : { tenant_id: doc.tenant_id }),
   });
   metrics?.observeJob('failed', durationMs / 1000);
   logger.warn({ job_id: job.jobId, err: job.message }, `Job ${job.jobId} failed`);

@@ -1,7 +1,13 @@
 import { Worker } from 'bullmq';
 import type { PGlite } from '@electric-sql/pglite';
 import { createKeyspace, GENERATION_QUEUE } from '../contract/index.js';
-import type { CommonConfig, TritonConfig } from '../common/config.js';
+import { ApiKeys } from '../common/api-keys.js';
+import {
+  authEnabled,
+  requireAuthDecision,
+  type CommonConfig,
+  type TritonConfig,
+} from '../common/config.js';
 import { registerHealthRoutes } from '../common/health.js';
 import { boundPort, createHttpApp, localUrl, type HttpApp } from '../common/http.js';
 import type { Logger } from '../common/logger.js';
@@ -99,6 +105,7 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
   const { common, triton, logger } = options;
   const redisUrl = common.redisUrl;
   if (!redisUrl) throw new Error('REDIS_URL is not set');
+  if (options.api) requireAuthDecision(common);
   const keyspace = createKeyspace(common.keyPrefix);
   const log = logger.child({ service: options.api ? 'triton-api' : 'triton-worker' });
 
@@ -218,6 +225,12 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
     });
     await waitForRedis(requestRedis, redisUrl);
     const fastRedis = requestRedis;
+    const auth = authEnabled(common);
+    log.info(
+      auth
+        ? 'Auth: on (every request needs an API key; each tenant sees its own records)'
+        : 'Auth: off (anyone who reaches this API may use it; set AUTH=on to require API keys)',
+    );
     app = await buildTritonApi({
       store,
       queue,
@@ -235,6 +248,16 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
         gatewaySecret: common.gatewaySecret,
       },
       queueUi: triton.queueUi ? {} : false,
+      ...(auth
+        ? {
+            auth: {
+              keys: new ApiKeys({ redis: fastRedis, keyspace }),
+              gatewaySecret: common.gatewaySecret,
+            },
+          }
+        : {}),
+      corsOrigins: common.corsOrigins,
+      metricsToken: common.metricsToken,
       readiness: {
         redis: () => fastRedis.ping(),
         database: () => database.ping(),
@@ -245,7 +268,9 @@ export async function startTriton(options: StartTritonOptions): Promise<TritonSe
   } else if (triton.workerMetricsPort > 0) {
     // A worker on its own has no API; it still answers health checks and Prometheus.
     app = createHttpApp({ logger: log });
-    registerMetricsRoute(app, registry, 'triton_worker');
+    registerMetricsRoute(app, registry, 'triton_worker', undefined, {
+      token: common.metricsToken,
+    });
     registerHealthRoutes(app, 'triton-worker', {
       redis: () => redis.ping(),
       database: () => database.ping(),

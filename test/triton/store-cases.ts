@@ -500,4 +500,64 @@ export function describeStoreCases(getStore: () => StoreUnderTest): void {
       expect((await store.listJobTemplates(jobId)).map((t) => t.id)).toEqual(ids);
     });
   });
+  describe('tenants', () => {
+    it("shows each tenant its own records, and another tenant's as if they did not exist", async () => {
+      const { store } = getStore();
+      const acme = await store.createClient({ name: 'Acme', industry: 'Retail' }, 'acme');
+      const beta = await store.createClient({ name: 'Beta', industry: 'Retail' }, 'beta');
+      const open = await store.createClient({ name: 'Open', industry: 'Retail' });
+      const vp = await store.createValueProposition(
+        acme.id,
+        { content: 'Faster checkouts', is_active: true },
+        'acme',
+      );
+      expect(vp.client_id).toBe(acme.id);
+      await expect(
+        store.createValueProposition(beta.id, { content: 'x', is_active: true }, 'acme'),
+      ).rejects.toMatchObject({ code: 'CLIENT_NOT_FOUND' });
+
+      const listed = (await store.listClients({}, 'acme')).map((c) => c.id);
+      expect(listed).toContain(acme.id);
+      expect(listed).not.toContain(beta.id);
+      expect(listed).not.toContain(open.id);
+      const all = (await store.listClients({ limit: 1000 })).map((c) => c.id);
+      expect(all).toEqual(expect.arrayContaining([acme.id, beta.id, open.id]));
+
+      expect(await store.getClient(acme.id, 'acme')).toEqual(acme);
+      expect(await store.getClient(acme.id, 'beta')).toBeUndefined();
+      expect(await store.getClient(open.id, 'acme')).toBeUndefined();
+      expect(await store.clientOwner(acme.id)).toEqual({ tenant: 'acme' });
+      expect(await store.clientOwner(acme.id, 'beta')).toBeUndefined();
+
+      const jobId = randomUUID();
+      await store.createJob(jobId, acme.id, 'acme');
+      const templateId = randomUUID();
+      await store.saveTemplate(
+        {
+          id: templateId,
+          jobId,
+          clientId: acme.id,
+          tenant: 'acme',
+          kind: 'outreach_email',
+          position: 0,
+          title: 'Hello',
+          body: 'Hello there',
+          generator: 'builtin',
+          usage: NO_USAGE,
+        },
+        { done: 1, total: TOTAL },
+      );
+      expect((await store.jobStatusDocument(jobId, 'acme'))?.tenant_id).toBe('acme');
+      expect(await store.jobStatusDocument(jobId, 'beta')).toBeUndefined();
+      expect(await store.getJob(jobId, 'beta')).toBeUndefined();
+      expect(await store.requestCancel(jobId, new Date(), 'beta')).toBeUndefined();
+      expect((await store.getJob(jobId))?.cancel_requested_at).toBeNull();
+      expect((await store.getTemplate(templateId, 'acme'))?.id).toBe(templateId);
+      expect(await store.getTemplate(templateId, 'beta')).toBeUndefined();
+      // A job made with auth off has no tenant, and its document says none.
+      const openJob = randomUUID();
+      await store.createJob(openJob, open.id);
+      expect(await store.jobStatusDocument(openJob)).not.toHaveProperty('tenant_id');
+    });
+  });
 }

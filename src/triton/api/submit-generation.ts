@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { AppError, type JobAccepted } from '../../contract/index.js';
+import { visibleTenant, type Principal } from '../../common/api-keys.js';
 import type { Logger } from '../../common/logger.js';
 import type { TritonStore } from '../db/triton-store.js';
 import type { EventPublisher } from '../events/event-publisher.js';
@@ -20,17 +21,26 @@ export interface SubmitGenerationDeps {
 
 /**
  * Accepts a generation job: record it, publish `job:queued` (so it is seq 1 in the job's
- * history, before any worker can publish), then enqueue. A job for a client that does not
- * exist is accepted too, and then fails saying so (`job:failed` with the reason).
+ * history, before any worker can publish), then enqueue. With auth off, a job for a client that
+ * does not exist is accepted too, and then fails saying so (`job:failed` with the reason). With
+ * auth on (a `principal`), a client the caller may not see, whether another tenant's or none at
+ * all, is `CLIENT_NOT_FOUND` (404) and no job is made; the job belongs to the client's tenant.
  * When Redis does not answer in time the submission is refused (503) and the job is never run.
  */
 export async function submitGeneration(
   { submitTimeoutMs = 3000, ...deps }: SubmitGenerationDeps,
   clientId: string,
+  principal?: Principal,
 ): Promise<JobAccepted> {
   const { store, publisher, queue, logger } = deps;
+  let tenant: string | null = null;
+  if (principal) {
+    const owner = await store.clientOwner(clientId, visibleTenant(principal));
+    if (!owner) throw new AppError('CLIENT_NOT_FOUND', `Client ${clientId} does not exist`);
+    tenant = owner.tenant;
+  }
   const jobId = randomUUID();
-  await store.createJob(jobId, clientId);
+  await store.createJob(jobId, clientId, tenant);
   let timedOut = false;
   const fail = (message: string) =>
     failJob(deps, { jobId, clientId, message }).catch((err: unknown) =>
@@ -42,6 +52,7 @@ export async function submitGeneration(
       timestamp: new Date().toISOString(),
       job_id: jobId,
       client_id: clientId,
+      ...(tenant === null ? {} : { tenant_id: tenant }),
       status: 'queued',
     });
     // Redis answered too late: the client was told no, so the job must not run.

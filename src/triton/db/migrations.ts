@@ -98,6 +98,20 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('templates').addColumn('generator', 'text').execute();
     },
   },
+  '0004_tenants': {
+    // Each record belongs to the tenant whose key made it (null: made with auth off). A tenant's
+    // lists read its own clients, newest first, from one index.
+    async up(db: Kysely<unknown>) {
+      for (const table of ['clients', 'value_propositions', 'jobs', 'templates']) {
+        await db.schema.alterTable(table).addColumn('tenant', 'text').execute();
+      }
+      await db.schema
+        .createIndex('clients_tenant_ord')
+        .on('clients')
+        .columns(['tenant', 'ord'])
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -8,11 +8,18 @@ type CreatedAt = ColumnType<Date, Date | undefined, never>;
 /** Order of creation (an identity column): never written, only sorted on. */
 type InsertionOrder = ColumnType<unknown, never, never>;
 
+/**
+ * The tenant a record belongs to, set when it is created and never changed; null for records
+ * created with auth off (only admins see them once auth is on).
+ */
+type Tenant = ColumnType<string | null, string | null | undefined, never>;
+
 export interface ClientsTable {
   id: string;
   ord: InsertionOrder;
   name: string;
   industry: string;
+  tenant: Tenant;
   created_at: CreatedAt;
 }
 
@@ -22,6 +29,7 @@ export interface ValuePropositionsTable {
   client_id: string;
   content: string;
   is_active: boolean;
+  tenant: Tenant;
   created_at: CreatedAt;
 }
 
@@ -29,6 +37,7 @@ export interface JobsTable {
   id: string;
   /** Not a foreign key: a job for an unknown client is accepted, then fails saying so. */
   client_id: string;
+  tenant: Tenant;
   status: ColumnType<JobStatus, JobStatus, JobStatus>;
   progress: Generated<number>;
   templates_done: Generated<number>;
@@ -51,6 +60,7 @@ export interface TemplatesTable {
   id: string;
   job_id: string;
   client_id: string;
+  tenant: Tenant;
   kind: ColumnType<TemplateKind, TemplateKind, TemplateKind>;
   position: number;
   title: string;

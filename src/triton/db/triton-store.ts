@@ -77,6 +77,7 @@ export function toStatusDocument(row: JobRow, storedTemplateIds: string[]): JobS
     error_message: row.error_message,
     completed_at: row.completed_at ? iso(row.completed_at) : null,
     usage: usageOf(row),
+    ...(row.tenant === null ? {} : { tenant_id: row.tenant }),
   };
 }
 
@@ -85,6 +86,8 @@ export interface NewTemplate {
   id: string;
   jobId: string;
   clientId: string;
+  /** The job's tenant. @defaultValue null (none) */
+  tenant?: string | null;
   kind: TemplateKind;
   position: number;
   title: string;
@@ -94,23 +97,31 @@ export interface NewTemplate {
   usage: JobUsage;
 }
 
-/** Every read and write triton makes, over one Kysely instance (PGlite or Postgres). */
+/**
+ * Every read and write triton makes, over one Kysely instance (PGlite or Postgres).
+ *
+ * Reads that take a `tenant` see only that tenant's records (undefined: every tenant's, for an
+ * admin or with auth off): another tenant's record is not found, by the same single query that
+ * finds none at all, so neither the answer nor its timing tells the two apart.
+ */
 export class TritonStore {
   constructor(private readonly db: Kysely<Database>) {}
 
-  async createClient(body: CreateClientBody): Promise<Client> {
+  /** Creates a client owned by `tenant` (null: none, auth off). */
+  async createClient(body: CreateClientBody, tenant: string | null = null): Promise<Client> {
     const row = await this.db
       .insertInto('clients')
-      .values({ id: randomUUID(), name: body.name, industry: body.industry })
+      .values({ id: randomUUID(), name: body.name, industry: body.industry, tenant })
       .returningAll()
       .executeTakeFirstOrThrow();
     return toClient(row);
   }
 
-  async listClients({ limit = 100, offset = 0 } = {}): Promise<Client[]> {
+  async listClients({ limit = 100, offset = 0 } = {}, tenant?: string): Promise<Client[]> {
     const rows = await this.db
       .selectFrom('clients')
       .selectAll()
+      .$if(tenant !== undefined, (q) => q.where('tenant', '=', tenant ?? ''))
       .orderBy('ord', 'desc')
       .limit(limit)
       .offset(offset)
@@ -118,25 +129,41 @@ export class TritonStore {
     return rows.map(toClient);
   }
 
-  async getClient(id: string): Promise<Client | undefined> {
-    const row = await this.db
-      .selectFrom('clients')
-      .selectAll()
-      .where('id', '=', id)
-      .executeTakeFirst();
+  async getClient(id: string, tenant?: string): Promise<Client | undefined> {
+    const row = await this.clientRow(id, tenant);
     return row && toClient(row);
   }
 
-  /** An active proposition replaces the client's previous active one, atomically. */
+  /** Who owns a client `tenant` may see (`{ tenant: null }`: nobody, auth off); undefined: none. */
+  async clientOwner(id: string, tenant?: string): Promise<{ tenant: string | null } | undefined> {
+    const row = await this.clientRow(id, tenant);
+    return row && { tenant: row.tenant };
+  }
+
+  private clientRow(id: string, tenant: string | undefined) {
+    return this.db
+      .selectFrom('clients')
+      .selectAll()
+      .where('id', '=', id)
+      .$if(tenant !== undefined, (q) => q.where('tenant', '=', tenant ?? ''))
+      .executeTakeFirst();
+  }
+
+  /**
+   * An active proposition replaces the client's previous active one, atomically. It belongs to
+   * its client's tenant; a client `tenant` may not see is `CLIENT_NOT_FOUND`.
+   */
   async createValueProposition(
     clientId: string,
     body: { content: string; is_active: boolean },
+    tenant?: string,
   ): Promise<ValueProposition> {
     return this.db.transaction().execute(async (trx) => {
       const client = await trx
         .selectFrom('clients')
-        .select('id')
+        .select(['id', 'tenant'])
         .where('id', '=', clientId)
+        .$if(tenant !== undefined, (q) => q.where('tenant', '=', tenant ?? ''))
         .forUpdate()
         .executeTakeFirst();
       if (!client) throw new AppError('CLIENT_NOT_FOUND', `Client ${clientId} does not exist`);
@@ -155,6 +182,7 @@ export class TritonStore {
           client_id: clientId,
           content: body.content,
           is_active: body.is_active,
+          tenant: client.tenant,
         })
         .returningAll()
         .executeTakeFirstOrThrow();
@@ -182,20 +210,26 @@ export class TritonStore {
     return row && toValueProposition(row);
   }
 
-  async createJob(id: string, clientId: string): Promise<JobRow> {
+  /** Records a job, owned by `tenant` (null: none, auth off). */
+  async createJob(id: string, clientId: string, tenant: string | null = null): Promise<JobRow> {
     return this.db
       .insertInto('jobs')
-      .values({ id, client_id: clientId, status: 'queued' })
+      .values({ id, client_id: clientId, status: 'queued', tenant })
       .returningAll()
       .executeTakeFirstOrThrow();
   }
 
-  async getJob(id: string): Promise<JobRow | undefined> {
-    return this.db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst();
+  async getJob(id: string, tenant?: string): Promise<JobRow | undefined> {
+    return this.db
+      .selectFrom('jobs')
+      .selectAll()
+      .where('id', '=', id)
+      .$if(tenant !== undefined, (q) => q.where('tenant', '=', tenant ?? ''))
+      .executeTakeFirst();
   }
 
-  async jobStatusDocument(id: string): Promise<JobStatusDocument | undefined> {
-    const row = await this.getJob(id);
+  async jobStatusDocument(id: string, tenant?: string): Promise<JobStatusDocument | undefined> {
+    const row = await this.getJob(id, tenant);
     if (!row) return undefined;
     return toStatusDocument(row, await this.templateIds(id));
   }
@@ -253,6 +287,7 @@ export class TritonStore {
           id: template.id,
           job_id: template.jobId,
           client_id: template.clientId,
+          tenant: template.tenant ?? null,
           kind: template.kind,
           position: template.position,
           title: template.title,
@@ -290,17 +325,18 @@ export class TritonStore {
 
   /**
    * Notes that someone asked to cancel the job, unless it already ended. Returns the row as it
-   * is afterwards (undefined: no such job).
+   * is afterwards (undefined: no such job that `tenant` may see).
    */
-  async requestCancel(id: string, at: Date): Promise<JobRow | undefined> {
+  async requestCancel(id: string, at: Date, tenant?: string): Promise<JobRow | undefined> {
     const row = await this.db
       .updateTable('jobs')
       .set((eb) => ({ cancel_requested_at: eb.fn.coalesce('cancel_requested_at', eb.val(at)) }))
       .where('id', '=', id)
+      .$if(tenant !== undefined, (q) => q.where('tenant', '=', tenant ?? ''))
       .where('status', 'in', ['queued', 'running'])
       .returningAll()
       .executeTakeFirst();
-    return row ?? (await this.getJob(id));
+    return row ?? (await this.getJob(id, tenant));
   }
 
   /**
@@ -419,11 +455,12 @@ export class TritonStore {
     return rows.map(toTemplate);
   }
 
-  async getTemplate(id: string): Promise<Template | undefined> {
+  async getTemplate(id: string, tenant?: string): Promise<Template | undefined> {
     const row = await this.db
       .selectFrom('templates')
       .selectAll()
       .where('id', '=', id)
+      .$if(tenant !== undefined, (q) => q.where('tenant', '=', tenant ?? ''))
       .executeTakeFirst();
     return row && toTemplate(row);
   }

@@ -103,6 +103,9 @@ export function createGenerationProcessor({
       return { template_ids: [] };
     }
 
+    // Every event names the job's tenant, so that gateways show it to that tenant alone.
+    const owner = existing.tenant === null ? {} : { tenant_id: existing.tenant };
+
     const cancel = cancellations.watch(job_id);
     const deadline = AbortSignal.timeout(timeoutMs);
     const signal = AbortSignal.any([cancel.signal, deadline, ...(shutdown ? [shutdown] : [])]);
@@ -123,6 +126,7 @@ export function createGenerationProcessor({
         timestamp: iso(new Date()),
         job_id,
         client_id,
+        ...owner,
         status: 'running',
         started_at: iso(startedAt),
       });
@@ -154,6 +158,7 @@ export function createGenerationProcessor({
               timestamp: iso(new Date()),
               job_id,
               client_id,
+              ...owner,
               status: 'running',
               template_index: position,
               template_kind: kind,
@@ -194,6 +199,7 @@ export function createGenerationProcessor({
             id,
             jobId: job_id,
             clientId: client_id,
+            tenant: existing.tenant,
             kind,
             position,
             title: written.title,
@@ -219,6 +225,7 @@ export function createGenerationProcessor({
         timestamp: iso(new Date()),
         job_id,
         client_id,
+        ...owner,
         status: 'completed',
         template_ids: templateIds,
         template_count: templateIds.length,
@@ -291,6 +298,7 @@ export function createGenerationProcessor({
         timestamp: iso(new Date()),
         job_id,
         client_id,
+        ...owner,
         status: 'running',
         progress: Math.floor((done * 100) / total),
         templates_done: done,
@@ -310,6 +318,7 @@ export function createGenerationProcessor({
           timestamp: iso(new Date()),
           job_id,
           client_id,
+          ...owner,
           status: 'queued',
         });
       }

@@ -9,12 +9,16 @@ import {
   ValueProposition,
   ValuePropositionList,
 } from '../../../contract/index.js';
+import { owningTenant, visibleTenant } from '../../../common/api-keys.js';
 import type { HttpApp } from '../../../common/http.js';
 import type { RouteLimit } from '../../../common/rate-limit.js';
 import type { TritonStore } from '../../db/triton-store.js';
 import { ClientParams, Page, readErrors } from './params.js';
 
-/** Clients, their value propositions and their templates. */
+/**
+ * Clients, their value propositions and their templates: each caller sees and adds to its own
+ * tenant's (every tenant's for an admin, or with auth off).
+ */
 export function registerClientRoutes(
   app: HttpApp,
   { store }: { store: TritonStore },
@@ -31,7 +35,9 @@ export function registerClientRoutes(
         response: { 200: ClientList, 400: ErrorBody },
       },
     },
-    async (request) => ({ clients: await store.listClients(request.query) }),
+    async (request) => ({
+      clients: await store.listClients(request.query, visibleTenant(request.principal)),
+    }),
   );
 
   app.post(
@@ -45,7 +51,8 @@ export function registerClientRoutes(
       },
       config: writeLimit,
     },
-    async (request, reply) => reply.code(201).send(await store.createClient(request.body)),
+    async (request, reply) =>
+      reply.code(201).send(await store.createClient(request.body, owningTenant(request.principal))),
   );
 
   app.get(
@@ -59,7 +66,10 @@ export function registerClientRoutes(
       },
     },
     async (request) => {
-      const client = await store.getClient(request.params.client_id);
+      const client = await store.getClient(
+        request.params.client_id,
+        visibleTenant(request.principal),
+      );
       if (!client)
         throw new AppError('CLIENT_NOT_FOUND', `Client ${request.params.client_id} does not exist`);
       return client;
@@ -79,10 +89,11 @@ export function registerClientRoutes(
       config: writeLimit,
     },
     async (request, reply) => {
-      const vp = await store.createValueProposition(request.params.client_id, {
-        content: request.body.content,
-        is_active: request.body.is_active ?? true,
-      });
+      const vp = await store.createValueProposition(
+        request.params.client_id,
+        { content: request.body.content, is_active: request.body.is_active ?? true },
+        visibleTenant(request.principal),
+      );
       return reply.code(201).send(vp);
     },
   );
@@ -99,7 +110,7 @@ export function registerClientRoutes(
     },
     async (request) => {
       const id = request.params.client_id;
-      if (!(await store.getClient(id)))
+      if (!(await store.getClient(id, visibleTenant(request.principal))))
         throw new AppError('CLIENT_NOT_FOUND', `Client ${id} does not exist`);
       return { value_propositions: await store.listValuePropositions(id) };
     },
@@ -118,7 +129,7 @@ export function registerClientRoutes(
     },
     async (request) => {
       const id = request.params.client_id;
-      if (!(await store.getClient(id)))
+      if (!(await store.getClient(id, visibleTenant(request.principal))))
         throw new AppError('CLIENT_NOT_FOUND', `Client ${id} does not exist`);
       return { templates: await store.listClientTemplates(id, request.query) };
     },

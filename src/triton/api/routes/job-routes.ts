@@ -5,13 +5,14 @@ import {
   JobStatusDocument,
   TemplateList,
 } from '../../../contract/index.js';
+import { visibleTenant } from '../../../common/api-keys.js';
 import type { HttpApp } from '../../../common/http.js';
 import type { RateLimitKind, RouteLimit } from '../../../common/rate-limit.js';
 import { requestCancellation, type RequestCancellationDeps } from '../../job-cancellation.js';
 import { submitGeneration, type SubmitGenerationDeps } from '../submit-generation.js';
 import { ClientParams, JobParams, readErrors } from './params.js';
 
-/** Job submission, status documents and a job's templates. */
+/** Job submission, status documents and a job's templates, each caller's own. */
 export function registerJobRoutes(
   app: HttpApp,
   deps: SubmitGenerationDeps & RequestCancellationDeps,
@@ -32,7 +33,9 @@ export function registerJobRoutes(
       config: limits.submit ?? {},
     },
     async (request, reply) =>
-      reply.code(202).send(await submitGeneration(deps, request.params.client_id)),
+      reply
+        .code(202)
+        .send(await submitGeneration(deps, request.params.client_id, request.principal)),
   );
 
   app.get(
@@ -46,7 +49,10 @@ export function registerJobRoutes(
       },
     },
     async (request) => {
-      const doc = await store.jobStatusDocument(request.params.job_id);
+      const doc = await store.jobStatusDocument(
+        request.params.job_id,
+        visibleTenant(request.principal),
+      );
       if (!doc) throw new AppError('JOB_NOT_FOUND', `Job ${request.params.job_id} does not exist`);
       return doc;
     },
@@ -65,7 +71,11 @@ export function registerJobRoutes(
       config: limits.write ?? {},
     },
     async (request, reply) =>
-      reply.code(202).send(await requestCancellation(deps, request.params.job_id)),
+      reply
+        .code(202)
+        .send(
+          await requestCancellation(deps, request.params.job_id, visibleTenant(request.principal)),
+        ),
   );
 
   app.get(
@@ -80,7 +90,7 @@ export function registerJobRoutes(
     },
     async (request) => {
       const id = request.params.job_id;
-      if (!(await store.getJob(id)))
+      if (!(await store.getJob(id, visibleTenant(request.principal))))
         throw new AppError('JOB_NOT_FOUND', `Job ${id} does not exist`);
       return { templates: await store.listJobTemplates(id) };
     },

@@ -1,4 +1,5 @@
 import { AppError, Template } from '../../../contract/index.js';
+import { visibleTenant } from '../../../common/api-keys.js';
 import type { HttpApp } from '../../../common/http.js';
 import type { TritonStore } from '../../db/triton-store.js';
 import { readErrors, TemplateParams } from './params.js';
@@ -16,7 +17,10 @@ export function registerTemplateRoutes(app: HttpApp, { store }: { store: TritonS
       },
     },
     async (request) => {
-      const t = await store.getTemplate(request.params.template_id);
+      const t = await store.getTemplate(
+        request.params.template_id,
+        visibleTenant(request.principal),
+      );
       if (!t)
         throw new AppError(
           'TEMPLATE_NOT_FOUND',
