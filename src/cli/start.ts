@@ -27,6 +27,10 @@ runMain(async (initial, logger) => {
     // be made up for this run, unless the operator chose one.
     const overrides: Record<string, string> = {};
     if (!config.common.gatewaySecret) overrides.GATEWAY_SECRET = randomBytes(32).toString('hex');
+    // Likewise the secret stream tokens are signed with: one gateway here, so any will do.
+    if (!config.mare.streamTokenSecret) {
+      overrides.STREAM_TOKEN_SECRET = randomBytes(32).toString('base64url');
+    }
     if (!config.common.redisUrl) {
       const dir = path.join(config.common.dataDir, 'redis');
       let server: RedisServer;
@@ -67,6 +71,9 @@ runMain(async (initial, logger) => {
         `  mare-api    ${mare.url}  (submit, cache-first lookups, SSE; dashboard at ${mare.url}/)`,
         `  Redis       ${redactUrl(redisUrl)} (${redisNote})`,
         `  Postgres    ${triton.database.location}`,
+        config.common.auth === 'on'
+          ? '  Auth        on: API keys required (npx triton-events keys create --tenant NAME)'
+          : '  Auth        off: anyone who reaches these ports may use them (AUTH=on requires API keys)',
         `API docs at ${triton.url}/docs and ${mare.url}/docs; metrics at /metrics on both.`,
         ...(config.triton.queueUi ? [`Queue UI at ${triton.url}${QUEUE_UI_PATH}`] : []),
         'Press Ctrl-C to stop everything.',

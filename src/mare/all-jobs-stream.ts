@@ -10,7 +10,13 @@ import {
 import type { EventHistory, StoredEvent } from './event-history.js';
 import type { LiveEvent } from './live-event.js';
 import type { SseHub } from './sse-hub.js';
-import { SseStream, subscribedWithin, type SseStreamOptions } from './sse-stream.js';
+import {
+  SseStream,
+  subscribedWithin,
+  type SseStreamOptions,
+  type SseWriteBatch,
+} from './sse-stream.js';
+import type { ServerResponse } from 'node:http';
 
 /** What opening an all-jobs stream needs. */
 export interface AllJobsStreamContext {
@@ -30,7 +36,10 @@ export type AllJobsStart =
   /** With this many of the newest events (0: live only). */
   | { recent: number };
 
-/** `GET /v1/triton/events`: every job, `id: {job_id}:{seq}:{stream_id}`, never closes by itself. */
+/**
+ * `GET /v1/triton/events`: every job, `id: {job_id}:{seq}:{stream_id}`, never closes by itself.
+ * A tenant's stream (auth on) carries that tenant's jobs alone, replay and live alike.
+ */
 export class AllJobsStream extends SseStream {
   /**
    * Per job, the last seq that history replayed: a live event can repeat one of them until the
@@ -42,6 +51,16 @@ export class AllJobsStream extends SseStream {
   /** Global position of the last replayed event. */
   private replayEnd: string | undefined;
 
+  constructor(
+    res: ServerResponse,
+    batch: SseWriteBatch,
+    options?: SseStreamOptions,
+    /** Only this tenant's jobs; undefined: every job (an admin, or auth off). */
+    private readonly tenant?: string,
+  ) {
+    super(res, batch, options);
+  }
+
   /**
    * Opens with the `retry:` line, then `replay` (or, when what the client missed is no longer in
    * history, a `resync` event telling it to reload), then the live events that arrived
@@ -52,6 +71,7 @@ export class AllJobsStream extends SseStream {
     const replayed = new Map<string, number>();
     if (replay === undefined) text += resyncFrame('history_unavailable');
     for (const { event, json } of replay ?? []) {
+      if (this.tenant !== undefined && event.tenant_id !== this.tenant) continue;
       text += formatSseEvent(globalEventId(event.job_id, event.seq, event.stream_id), json);
       if (event.seq > (replayed.get(event.job_id) ?? 0)) replayed.set(event.job_id, event.seq);
       this.replayEnd = event.stream_id;
@@ -61,6 +81,7 @@ export class AllJobsStream extends SseStream {
   }
 
   protected accept(live: LiveEvent): boolean {
+    if (this.tenant !== undefined && live.event.tenant_id !== this.tenant) return false;
     if (!this.replayed) return true;
     const position = live.event.stream_id;
     if (position !== undefined && this.replayEnd !== undefined) {
@@ -95,8 +116,10 @@ export async function serveAllJobsStream(
   ctx: AllJobsStreamContext,
   reply: FastifyReply,
   start: AllJobsStart,
+  /** Only this tenant's jobs (auth on, a tenant's key or token); undefined: every job. */
+  tenant?: string,
 ): Promise<FastifyReply> {
-  const stream = new AllJobsStream(reply.raw, ctx.hub.batch, ctx.streamOptions);
+  const stream = new AllJobsStream(reply.raw, ctx.hub.batch, ctx.streamOptions, tenant);
   const subscribed = ctx.hub.addAllJobsStream(stream);
   let replay: StoredEvent[] | undefined;
   try {

@@ -1,7 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ApiKeys, Principal } from '../common/api-keys.js';
 import type { Logger } from '../common/logger.js';
 import type { HttpDurationHistogram } from '../common/metrics.js';
-import { CORS_RESPONSE_HEADERS } from './cors-policy.js';
+import { CorsPolicy } from './cors-policy.js';
+import { visibleTo } from './job-lookup.js';
 import type { MareMetrics } from './mare-metrics.js';
 import type { ResultsCache } from './results-cache.js';
 
@@ -15,6 +17,23 @@ export interface CachedLookupFastPathOptions {
   metrics: MareMetrics;
   httpDuration: HttpDurationHistogram;
   logger: Logger;
+  /** Whose pages may read answers. @defaultValue any */
+  cors?: CorsPolicy;
+  /**
+   * Auth on: the key checks. The fast path answers only a caller whose key this process verified
+   * recently, and only with its own job; everything else (no key, an unknown or wrong one,
+   * another tenant's job) goes to the router, which answers it as it answers any lookup.
+   */
+  keys?: ApiKeys;
+}
+
+const BEARER = /^Bearer[ \t]+(\S+)[ \t]*$/i;
+
+/** The principal of a request's key as the key cache knows it, or undefined (let the router ask). */
+function knownPrincipal(keys: ApiKeys, req: IncomingMessage): Principal | undefined {
+  const header = req.headers.authorization;
+  const key = header === undefined ? undefined : BEARER.exec(header)?.[1];
+  return key === undefined ? undefined : (keys.peek(key) ?? undefined);
 }
 
 /**
@@ -29,6 +48,8 @@ export function createCachedLookupFastPath({
   metrics,
   httpDuration,
   logger,
+  cors = new CorsPolicy(),
+  keys,
 }: CachedLookupFastPathOptions) {
   // Label children resolved once, not per request.
   const hits = metrics.cacheLookups.labels('hit');
@@ -43,11 +64,19 @@ export function createCachedLookupFastPath({
       next();
       return;
     }
+    let principal: Principal | undefined;
+    if (keys) {
+      principal = knownPrincipal(keys, req);
+      if (!principal) {
+        next();
+        return;
+      }
+    }
     const started = performance.now();
     const jobId = id.toLowerCase();
     cache.getJson(jobId).then(
       (json) => {
-        if (json === null) {
+        if (json === null || (principal && !visibleTo(json, principal))) {
           next();
           return;
         }
@@ -57,7 +86,7 @@ export function createCachedLookupFastPath({
           'content-type': 'application/json; charset=utf-8',
           'content-length': Buffer.byteLength(json),
           'x-cache': 'hit',
-          ...CORS_RESPONSE_HEADERS,
+          ...cors.headersFor(req.headers.origin),
         });
         res.end(json);
         timing.observe((performance.now() - started) / 1000);

@@ -1,4 +1,5 @@
-import { JobStatusDocument, TERMINAL_STATUSES } from '../contract/index.js';
+import { JobStatusDocument, TERMINAL_STATUSES, tenantOfDocumentJson } from '../contract/index.js';
+import { visibleTenant, type Principal } from '../common/api-keys.js';
 import type { Logger } from '../common/logger.js';
 import { RepeatedErrorLog } from '../common/repeated-error-log.js';
 import type { MareMetrics } from './mare-metrics.js';
@@ -23,6 +24,10 @@ export interface JobLookupOptions {
 /**
  * Cache-first job status: the cache answers finished jobs without a request to triton-api;
  * on a miss triton-api answers, and a finished job's document is cached for the next lookup.
+ *
+ * With a `principal` (auth on), a cached document of another tenant's job counts as a miss:
+ * triton-api, asked for the caller, answers `JOB_NOT_FOUND` exactly as for a job that does not
+ * exist, by the same path and in about the same time, so neither tells the two apart.
  */
 export class JobLookup {
   private readonly cache: ResultsCache;
@@ -39,7 +44,7 @@ export class JobLookup {
     this.errors = new RepeatedErrorLog(logger);
   }
 
-  async json(jobId: string): Promise<LookupResult> {
+  async json(jobId: string, principal?: Principal): Promise<LookupResult> {
     let cached: string | null = null;
     try {
       cached = await this.cache.getJson(jobId);
@@ -47,6 +52,7 @@ export class JobLookup {
       // The cache is an optimisation: without it, triton-api still answers.
       this.errors.warn(err, 'Results cache unavailable', { job_id: jobId });
     }
+    if (cached !== null && !visibleTo(cached, principal)) cached = null;
     if (cached !== null) {
       this.metrics.cacheLookups.inc({ result: 'hit' });
       this.logger.debug({ job_id: jobId }, `Cache hit for job ${jobId}`);
@@ -54,7 +60,7 @@ export class JobLookup {
     }
     this.metrics.cacheLookups.inc({ result: 'miss' });
     this.logger.debug({ job_id: jobId }, `Cache miss for job ${jobId}`);
-    const doc = await this.triton.getJob(jobId);
+    const doc = await this.triton.getJob(jobId, { principal });
     if (TERMINAL_STATUSES.has(doc.status)) {
       this.cache.set(doc).catch((err: unknown) => {
         this.errors.warn(err, 'Could not cache a job result', { job_id: jobId });
@@ -63,8 +69,14 @@ export class JobLookup {
     return { json: JSON.stringify(doc), cached: false };
   }
 
-  async document(jobId: string): Promise<JobStatusDocument> {
-    const { json } = await this.json(jobId);
+  async document(jobId: string, principal?: Principal): Promise<JobStatusDocument> {
+    const { json } = await this.json(jobId, principal);
     return JobStatusDocument.parse(JSON.parse(json));
   }
+}
+
+/** Whether a cached document is one `principal` may see (anyone's with auth off, or an admin's). */
+export function visibleTo(json: string, principal: Principal | undefined): boolean {
+  const tenant = visibleTenant(principal);
+  return tenant === undefined || tenantOfDocumentJson(json) === tenant;
 }

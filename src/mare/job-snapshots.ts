@@ -6,6 +6,7 @@ import {
   type SnapshotDraft,
   type SnapshotTemplate,
 } from '../contract/index.js';
+import type { Principal } from '../common/api-keys.js';
 import type { Logger } from '../common/logger.js';
 import { RepeatedErrorLog } from '../common/repeated-error-log.js';
 import type { JobLookup } from './job-lookup.js';
@@ -43,12 +44,19 @@ export class JobSnapshots {
     this.errors = new RepeatedErrorLog(logger);
   }
 
-  /** The job's state; `draft` is the draft read with history (undefined: none). */
-  async state(jobId: string, draft: DraftState | undefined): Promise<JobState> {
-    const doc = await this.lookup.document(jobId);
+  /**
+   * The job's state; `draft` is the draft read with history (undefined: none). With a
+   * `principal`, a job it may not see is `JOB_NOT_FOUND`.
+   */
+  async state(
+    jobId: string,
+    draft: DraftState | undefined,
+    principal?: Principal,
+  ): Promise<JobState> {
+    const doc = await this.lookup.document(jobId, principal);
     let listed: SnapshotTemplate[];
     try {
-      const { templates } = await this.triton.listJobTemplates(jobId);
+      const { templates } = await this.triton.listJobTemplates(jobId, { principal });
       listed = templates.map((t) => ({
         template_id: t.id,
         template_index: t.position,

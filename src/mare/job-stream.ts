@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply } from 'fastify';
+import { visibleTenant, type Principal } from '../common/api-keys.js';
 import {
   closingComment,
   formatSseEvent,
@@ -72,12 +73,22 @@ export class JobStream extends SseStream {
     this.writeOrEnd(snapshotFrame(doc, seq, text), doc.status);
   }
 
-  /** Decides, from history (and triton-api when history has nothing), how the stream starts. */
-  async plan(history: EventHistory, snapshots: JobSnapshots): Promise<Opening> {
+  /**
+   * Decides, from history (and triton-api when history has nothing), how the stream starts. With
+   * a `principal` (auth on), another tenant's job is treated as one history does not know: the
+   * snapshot's lookup, made for the caller, answers `JOB_NOT_FOUND` as it does for no job at all.
+   */
+  async plan(
+    history: EventHistory,
+    snapshots: JobSnapshots,
+    principal?: Principal,
+  ): Promise<Opening> {
     const afterSeq = this.lastSeq;
     const { events, latest, draft, seq } = await history.readJob(this.jobId, afterSeq);
-    if (events[0]?.event.seq === afterSeq + 1) return { kind: 'replay', events };
-    if (latest && latest.event.seq === afterSeq) {
+    const tenant = visibleTenant(principal);
+    const visible = tenant === undefined || latest?.event.tenant_id === tenant;
+    if (visible && events[0]?.event.seq === afterSeq + 1) return { kind: 'replay', events };
+    if (visible && latest && latest.event.seq === afterSeq) {
       return isTerminalEvent(latest.event)
         ? { kind: 'no-content' }
         : { kind: 'replay', events: [] };
@@ -86,7 +97,7 @@ export class JobStream extends SseStream {
     // what the client missed was trimmed or expired. The snapshot is as of the job's last seq
     // (the draft's), not of its newest event in history, which may be gone: later events follow
     // it, earlier ones are in it.
-    const state = await snapshots.state(this.jobId, draft);
+    const state = await snapshots.state(this.jobId, visible ? draft : undefined, principal);
     return { kind: 'snapshot', state, seq };
   }
 
@@ -156,13 +167,15 @@ export async function serveJobStream(
   reply: FastifyReply,
   jobId: string,
   afterSeq: number,
+  /** Who asks (auth on): another tenant's job is `JOB_NOT_FOUND`. */
+  principal?: Principal,
 ): Promise<FastifyReply> {
   const stream = new JobStream(reply.raw, ctx.hub.batch, jobId, afterSeq, ctx.streamOptions);
   const subscribed = ctx.hub.addJobStream(stream);
   let opening: Opening;
   try {
     await subscribedWithin(subscribed, ctx.subscribeTimeoutMs);
-    opening = await stream.plan(ctx.history, ctx.snapshots);
+    opening = await stream.plan(ctx.history, ctx.snapshots, principal);
   } catch (err) {
     stream.cancel();
     throw err;

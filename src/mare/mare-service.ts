@@ -1,5 +1,11 @@
 import { createKeyspace, retryFrame } from '../contract/index.js';
-import type { CommonConfig, MareConfig } from '../common/config.js';
+import { ApiKeys } from '../common/api-keys.js';
+import {
+  authEnabled,
+  requireAuthDecision,
+  type CommonConfig,
+  type MareConfig,
+} from '../common/config.js';
 import { boundPort, localUrl, type HttpApp } from '../common/http.js';
 import type { Logger } from '../common/logger.js';
 import { createHttpDurationHistogram, createRegistry } from '../common/metrics.js';
@@ -19,6 +25,8 @@ import { MareMetrics } from './mare-metrics.js';
 import { ResultsCache } from './results-cache.js';
 import { SseHub, type EventSubscriptions } from './sse-hub.js';
 import { CacherLease } from './cacher-lease.js';
+import { CorsPolicy } from './cors-policy.js';
+import { StreamTokens } from './stream-tokens.js';
 import { EventDispatcher } from './event-dispatcher.js';
 import { TritonClient } from './triton-client.js';
 import { TritonEventSubscriber } from './triton-event-subscriber.js';
@@ -51,6 +59,8 @@ export async function startMare({
 }: StartMareOptions): Promise<MareService> {
   const cacheUrl = common.redisUrl;
   if (!cacheUrl) throw new Error('REDIS_URL is not set');
+  requireAuthDecision(common, mare);
+  const auth = authEnabled(common);
   const eventsUrl = mare.tritonRedisUrl ?? cacheUrl;
   const log = logger.child({ service: 'mare-api' });
   const keyspace = createKeyspace(common.keyPrefix);
@@ -105,7 +115,24 @@ export async function startMare({
     baseUrl: mare.tritonApiUrl,
     timeoutMs: mare.tritonRequestTimeoutMs,
     gatewaySecret: common.gatewaySecret,
+    identity: auth,
   });
+  // Keys live in the Redis both APIs use (REDIS_URL), not in TRITON_REDIS_URL's.
+  const keys = auth ? new ApiKeys({ redis: cacheRedis, keyspace }) : undefined;
+  const streamTokens =
+    keys && mare.streamTokenSecret
+      ? new StreamTokens({
+          secret: mare.streamTokenSecret,
+          ttlSeconds: mare.streamTokenTtlSeconds,
+          keys,
+        })
+      : undefined;
+  const cors = new CorsPolicy(common.corsOrigins);
+  log.info(
+    auth
+      ? `Auth: on (every request needs an API key or, on streams, a stream token valid ${mare.streamTokenTtlSeconds} s; each tenant sees its own jobs)`
+      : 'Auth: off (anyone who reaches this gateway may use it; set AUTH=on to require API keys)',
+  );
   const lookup = new JobLookup({ cache, triton, logger: log, metrics });
   const history = new EventHistory({ redis: eventsRedis, keyspace });
   const snapshots = new JobSnapshots({ lookup, triton, logger: log });
@@ -163,6 +190,8 @@ export async function startMare({
       triton,
       metrics,
       logger: log,
+      streamTokens,
+      cors,
       config: {
         sseMaxConnections: mare.sseMaxConnections,
         sseRetryMs: mare.sseRetryMs,
@@ -178,7 +207,17 @@ export async function startMare({
       bodyLimit: common.bodyLimitBytes,
       trustProxy: common.trustProxy,
       httpDuration,
-      fastPath: createCachedLookupFastPath({ cache, metrics, httpDuration, logger: log }),
+      fastPath: createCachedLookupFastPath({
+        cache,
+        metrics,
+        httpDuration,
+        logger: log,
+        cors,
+        ...(keys ? { keys } : {}),
+      }),
+      cors,
+      ...(keys ? { keys } : {}),
+      metricsToken: common.metricsToken,
       rateLimit: {
         submitPerMinute: common.submitRateLimitPerMinute,
         writePerMinute: common.writeRateLimitPerMinute,

@@ -3,15 +3,23 @@ import { AppError, HEARTBEAT_FRAME } from '../contract/index.js';
 import { CORS_RESPONSE_HEADERS } from './cors-policy.js';
 import type { LiveEvent } from './live-event.js';
 
-/** The response headers of every SSE stream. */
-export const SSE_HEADERS = {
+/** The response headers of every SSE stream, but for CORS. */
+export const SSE_BASE_HEADERS: Readonly<Record<string, string>> = Object.freeze({
   'content-type': 'text/event-stream; charset=utf-8',
   'cache-control': 'no-cache, no-transform',
   // nginx and similar proxies buffer responses unless told not to.
   'x-accel-buffering': 'no',
-  // Streams are written past the router, and past the CORS plugin with it.
+});
+
+/**
+ * The response headers of an SSE stream that any origin may read. Streams are written past the
+ * router, and past the CORS plugin with it: with a list of origins, a stream's CORS headers
+ * come from the policy per request (`SseStreamOptions.headers`).
+ */
+export const SSE_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  ...SSE_BASE_HEADERS,
   ...CORS_RESPONSE_HEADERS,
-} as const;
+});
 
 /**
  * Streams written to during this turn of the event loop, and the events that were. Redis often
@@ -71,6 +79,8 @@ export interface SseStreamOptions {
   maxPendingEvents?: number;
   /** Called when a connection is cut for not reading. */
   onSlowConsumer?: () => void;
+  /** The response's headers. @defaultValue {@link SSE_HEADERS} */
+  headers?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -104,15 +114,22 @@ export abstract class SseStream {
   private readonly highWaterBytes: number;
   private readonly maxPendingEvents: number;
   private readonly onSlowConsumer: (() => void) | undefined;
+  private readonly headers: Readonly<Record<string, string>>;
 
   constructor(
     protected readonly res: ServerResponse,
     private readonly batch: SseWriteBatch,
-    { highWaterBytes = 64 * 1024, maxPendingEvents = 256, onSlowConsumer }: SseStreamOptions = {},
+    {
+      highWaterBytes = 64 * 1024,
+      maxPendingEvents = 256,
+      onSlowConsumer,
+      headers = SSE_HEADERS,
+    }: SseStreamOptions = {},
   ) {
     this.highWaterBytes = highWaterBytes;
     this.maxPendingEvents = maxPendingEvents;
     this.onSlowConsumer = onSlowConsumer;
+    this.headers = headers;
     res.once('close', () => this.markClosed());
   }
 
@@ -155,7 +172,7 @@ export abstract class SseStream {
    */
   protected openWith(first: string, { live = true }: { live?: boolean } = {}): void {
     if (this.closed) return;
-    this.res.writeHead(200, SSE_HEADERS);
+    this.res.writeHead(200, this.headers);
     this.opened = true;
     const backlog = live ? (this.backlog ?? []) : [];
     this.backlog = null;

@@ -1,5 +1,7 @@
 import type { z } from 'zod';
-import { gatewayHeaders } from '../common/client-address.js';
+import type { Principal } from '../common/api-keys.js';
+import { GATEWAY_SECRET_HEADER, gatewayHeaders } from '../common/client-address.js';
+import { identityHeaders } from '../common/gateway-identity.js';
 import {
   AppError,
   Client,
@@ -20,9 +22,28 @@ export interface TritonClientOptions {
   timeoutMs?: number;
   /** Seconds clients are told to wait when triton-api is unreachable. @defaultValue 5 */
   retryAfterSeconds?: number;
-  /** Shared with triton-api: makes it count a write against the user named, not the gateway. */
+  /**
+   * Shared with triton-api: makes it count a write against the user named, not the gateway, and
+   * (with `identity`) act for the caller named.
+   */
   gatewaySecret?: string | undefined;
+  /**
+   * Auth on: every request names the caller it is made for (or this gateway itself, an admin
+   * that only reads, for its own lookups), with the secret. @defaultValue false
+   */
+  identity?: boolean;
 }
+
+/** Whom a request to triton-api is made for. */
+export interface Caller {
+  /** The end user's address, for triton-api's rate limits (writes). */
+  address?: string | undefined;
+  /** The authenticated caller (auth on): triton-api shows and changes only what it may. */
+  principal?: Principal | undefined;
+}
+
+/** This gateway's own reads (rebuilding a stream's state): every tenant's, and nothing else. */
+const GATEWAY_ITSELF: Principal = Object.freeze({ tenant: null, admin: true });
 
 /**
  * triton-api over HTTP, with a deadline on every request and its failures turned into stable
@@ -35,62 +56,80 @@ export class TritonClient {
   private readonly timeoutMs: number;
   private readonly retryAfterSeconds: number;
   private readonly gatewaySecret: string | undefined;
+  private readonly identity: boolean;
 
   constructor({
     baseUrl,
     timeoutMs = 5000,
     retryAfterSeconds = 5,
     gatewaySecret,
+    identity = false,
   }: TritonClientOptions) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
     this.timeoutMs = timeoutMs;
     this.retryAfterSeconds = retryAfterSeconds;
     this.gatewaySecret = gatewaySecret;
+    this.identity = identity;
   }
 
   /**
-   * Who a write is for: the end user's address (`forUser`), passed on so that triton-api's rate
-   * limits count per user rather than per gateway.
+   * The headers of a request made for `caller`: the end user's address, so that triton-api's
+   * rate limits count per user rather than per gateway, and (auth on) who the caller is. Built
+   * here from what the gateway verified, never from the client's own headers.
    */
-  private onBehalfOf(forUser: string | undefined): Record<string, string> {
-    return forUser ? gatewayHeaders(forUser, this.gatewaySecret) : {};
+  private headersFor({ address, principal }: Caller): Record<string, string> {
+    const headers = address ? gatewayHeaders(address, this.gatewaySecret) : {};
+    if (!this.identity || !this.gatewaySecret) return headers;
+    return {
+      ...headers,
+      [GATEWAY_SECRET_HEADER]: this.gatewaySecret,
+      ...identityHeaders(principal ?? GATEWAY_ITSELF),
+    };
   }
 
-  /** Submits a job for the end user at address `forUser`. */
-  submitGeneration(clientId: string, forUser?: string): Promise<JobAccepted> {
+  /** Submits a job for `caller`. */
+  submitGeneration(clientId: string, caller: Caller = {}): Promise<JobAccepted> {
     const path = `/clients/${clientId}/generate-templates`;
-    return this.request('POST', path, JobAccepted, undefined, this.onBehalfOf(forUser));
+    return this.request('POST', path, JobAccepted, undefined, this.headersFor(caller));
   }
 
-  getJob(jobId: string): Promise<JobStatusDocument> {
-    return this.request('GET', `/jobs/${jobId}`, JobStatusDocument);
+  getJob(jobId: string, caller: Caller = {}): Promise<JobStatusDocument> {
+    return this.request(
+      'GET',
+      `/jobs/${jobId}`,
+      JobStatusDocument,
+      undefined,
+      this.headersFor(caller),
+    );
   }
 
   /** Cancels a job: 202 with its status document; `JOB_FINISHED` (409) once it ended. */
-  cancelJob(jobId: string, forUser?: string): Promise<JobStatusDocument> {
+  cancelJob(jobId: string, caller: Caller = {}): Promise<JobStatusDocument> {
     const path = `/jobs/${jobId}/cancel`;
-    return this.request('POST', path, JobStatusDocument, undefined, this.onBehalfOf(forUser));
+    return this.request('POST', path, JobStatusDocument, undefined, this.headersFor(caller));
   }
 
-  listJobTemplates(jobId: string): Promise<TemplateList> {
-    return this.request('GET', `/jobs/${jobId}/templates`, TemplateList);
+  listJobTemplates(jobId: string, caller: Caller = {}): Promise<TemplateList> {
+    const path = `/jobs/${jobId}/templates`;
+    return this.request('GET', path, TemplateList, undefined, this.headersFor(caller));
   }
 
-  listClients(page: { limit: number; offset: number }): Promise<ClientList> {
-    return this.request('GET', `/clients/?limit=${page.limit}&offset=${page.offset}`, ClientList);
+  listClients(page: { limit: number; offset: number }, caller: Caller = {}): Promise<ClientList> {
+    const path = `/clients/?limit=${page.limit}&offset=${page.offset}`;
+    return this.request('GET', path, ClientList, undefined, this.headersFor(caller));
   }
 
-  createClient(body: CreateClientBody, forUser?: string): Promise<Client> {
-    return this.request('POST', '/clients/', Client, body, this.onBehalfOf(forUser));
+  createClient(body: CreateClientBody, caller: Caller = {}): Promise<Client> {
+    return this.request('POST', '/clients/', Client, body, this.headersFor(caller));
   }
 
   createValueProposition(
     clientId: string,
     body: CreateValuePropositionBody,
-    forUser?: string,
+    caller: Caller = {},
   ): Promise<ValueProposition> {
     const path = `/clients/${clientId}/value-propositions`;
-    return this.request('POST', path, ValueProposition, body, this.onBehalfOf(forUser));
+    return this.request('POST', path, ValueProposition, body, this.headersFor(caller));
   }
 
   /** Resolves when triton-api answers its liveness check. */

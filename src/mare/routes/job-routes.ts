@@ -25,14 +25,17 @@ const upstreamErrors = {
   504: ErrorBody,
 };
 
-/** Submissions, cache-first lookups, and the records the dashboard needs (through triton-api). */
+/**
+ * Submissions, cache-first lookups, and the records the dashboard needs (through triton-api),
+ * each made for the caller: with auth on, triton-api shows and changes only its tenant's.
+ */
 export function registerJobRoutes(
   app: HttpApp,
   ctx: MareContext,
   /** Route config that rate-limits submissions and writes (empty: no limit). */
   limits: Partial<Record<RateLimitKind, RouteLimit>> = {},
 ): void {
-  const { triton, lookup } = ctx;
+  const { triton, lookup, streamTokens } = ctx;
 
   app.post(
     '/v1/triton/clients/:client_id/generate-templates',
@@ -46,8 +49,17 @@ export function registerJobRoutes(
       },
       config: limits.submit ?? {},
     },
-    async (request, reply) =>
-      reply.code(202).send(await triton.submitGeneration(request.params.client_id, request.ip)),
+    async (request, reply) => {
+      const { principal } = request;
+      const accepted = await triton.submitGeneration(request.params.client_id, {
+        address: request.ip,
+        principal,
+      });
+      if (!streamTokens || !principal) return reply.code(202).send(accepted);
+      // What a page needs to watch the job with EventSource, without holding the key.
+      const { token } = await streamTokens.issue(principal, accepted.job_id);
+      return reply.code(202).send({ ...accepted, stream_token: token });
+    },
   );
 
   app.get(
@@ -61,7 +73,7 @@ export function registerJobRoutes(
       },
     },
     async (request, reply) => {
-      const { json, cached } = await lookup.json(request.params.job_id);
+      const { json, cached } = await lookup.json(request.params.job_id, request.principal);
       // The document's JSON as stored: Fastify sends a string with a JSON type as is.
       return reply
         .header('x-cache', cached ? 'hit' : 'miss')
@@ -83,7 +95,12 @@ export function registerJobRoutes(
       config: limits.write ?? {},
     },
     async (request, reply) =>
-      reply.code(202).send(await triton.cancelJob(request.params.job_id, request.ip)),
+      reply.code(202).send(
+        await triton.cancelJob(request.params.job_id, {
+          address: request.ip,
+          principal: request.principal,
+        }),
+      ),
   );
 
   app.get(
@@ -96,7 +113,8 @@ export function registerJobRoutes(
         response: { 200: TemplateList, ...upstreamErrors },
       },
     },
-    async (request) => triton.listJobTemplates(request.params.job_id),
+    async (request) =>
+      triton.listJobTemplates(request.params.job_id, { principal: request.principal }),
   );
 
   app.get(
@@ -112,7 +130,7 @@ export function registerJobRoutes(
         response: { 200: ClientList, ...upstreamErrors },
       },
     },
-    async (request) => triton.listClients(request.query),
+    async (request) => triton.listClients(request.query, { principal: request.principal }),
   );
 
   app.post(
@@ -127,7 +145,12 @@ export function registerJobRoutes(
       config: limits.write ?? {},
     },
     async (request, reply) =>
-      reply.code(201).send(await triton.createClient(request.body, request.ip)),
+      reply.code(201).send(
+        await triton.createClient(request.body, {
+          address: request.ip,
+          principal: request.principal,
+        }),
+      ),
   );
 
   app.post(
@@ -143,10 +166,11 @@ export function registerJobRoutes(
       config: limits.write ?? {},
     },
     async (request, reply) =>
-      reply
-        .code(201)
-        .send(
-          await triton.createValueProposition(request.params.client_id, request.body, request.ip),
-        ),
+      reply.code(201).send(
+        await triton.createValueProposition(request.params.client_id, request.body, {
+          address: request.ip,
+          principal: request.principal,
+        }),
+      ),
   );
 }

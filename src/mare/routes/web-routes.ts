@@ -77,7 +77,7 @@ export function registerWebRoutes(app: HttpApp): void {
   // assets is picked up at the next load.
   const page = asset(Buffer.from(html, 'utf8'), 'text/html; charset=utf-8', 'no-cache');
 
-  app.get('/', { schema: { hide: true } }, (request, reply) =>
+  app.get('/', { schema: { hide: true }, config: { access: 'public' } }, (request, reply) =>
     send(request, reply, page, {
       'content-security-policy': CONTENT_SECURITY_POLICY,
       'referrer-policy': 'no-referrer',
@@ -85,8 +85,10 @@ export function registerWebRoutes(app: HttpApp): void {
   );
 
   for (const [name, a] of Object.entries(assets)) {
-    app.get(`/assets/${name}`, { schema: { hide: true } }, (request, reply) =>
-      send(request, reply, a),
+    app.get(
+      `/assets/${name}`,
+      { schema: { hide: true }, config: { access: 'public' } },
+      (request, reply) => send(request, reply, a),
     );
   }
 }
