@@ -17,6 +17,7 @@ Commands:
                        written, under a header line; progress and status on stderr
   cancel <job_id>      Cancel a queued or running job (it keeps the templates already stored);
                        prints the job's status
+  keys …               Make, list and revoke API keys (where the services run; see keys --help)
 
 Options:
   --url <url>          mare-api's base URL (default http://127.0.0.1:16000)
@@ -24,6 +25,9 @@ Options:
   --json               watch: every event as a JSON line; cancel: the status document as JSON
   --no-templates       Do not print the templates' text
   -h, --help           Show this help
+
+Environment:
+  TRITON_EVENTS_KEY    An API key, for a mare-api with auth on (never put it on the command line)
 
 Exit status: 0 when the job completed (cancel: when the cancellation was accepted),
 1 when it failed or mare-api answered an error (cancel: JOB_FINISHED when the job had
@@ -294,6 +298,7 @@ async function cancel(client: MareClient, jobId: string, io: Io, json: boolean):
 export async function runCli(
   argv: string[],
   io: Io = { out: process.stdout, err: process.stderr },
+  env: NodeJS.ProcessEnv = process.env,
 ): Promise<number> {
   try {
     const { values, positionals } = parseArgs({
@@ -322,7 +327,8 @@ export async function runCli(
     } catch {
       throw new UsageError(`--url "${values.url}" is not a URL`);
     }
-    const client = new MareClient({ baseUrl: values.url });
+    const apiKey = env.TRITON_EVENTS_KEY?.trim();
+    const client = new MareClient({ baseUrl: values.url, ...(apiKey ? { apiKey } : {}) });
     const showText = !values['no-templates'];
 
     if (command === 'cancel') return await cancel(client, id, io, values.json);

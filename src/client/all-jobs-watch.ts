@@ -2,6 +2,7 @@ import { JobEvent, parseGlobalEventId, RESYNC_EVENT } from '../contract/index.js
 import { MareApiError } from './mare-api-error.js';
 import { isEventStream, readEventStream, type SseMessage } from './read-event-stream.js';
 import { Watch, type WatchHttp, type WatchOptions } from './watch.js';
+import type { StreamTokenSource } from './mare-client.js';
 
 /**
  * The body of the all-jobs stream's named `resync` event: the events this watch missed are no
@@ -41,6 +42,11 @@ export interface AllJobsWatchOptions extends WatchOptions {
   maxTrackedJobs?: number;
   /** Items kept for a slow (or absent) iterator before the oldest are dropped. @defaultValue 10000 */
   maxBuffered?: number;
+  /**
+   * The stream token to open the all-jobs stream with, or where to get one for each connection
+   * (see `JobWatchOptions.streamToken`).
+   */
+  streamToken?: string | StreamTokenSource;
 }
 
 /**

@@ -11,6 +11,7 @@ import { isEventStream, readEventStream, type SseMessage } from './read-event-st
 import { applyJobEvent, type JobWatchEvent } from './status-document-from-events.js';
 import { TemplateTexts, type TemplateText } from './template-texts.js';
 import { asMareApiError, Watch, type WatchHttp, type WatchOptions } from './watch.js';
+import type { StreamTokenSource } from './mare-client.js';
 
 /** How a job watch gets its events. */
 export type JobWatchTransport =
@@ -48,6 +49,12 @@ export interface JobWatchOptions extends WatchOptions {
   lastEventId?: number;
   /** @defaultValue 'auto' */
   transport?: JobWatchTransport;
+  /**
+   * The stream token to open the job's stream with (the `stream_token` of its submission, say),
+   * or where to get one for each connection. Once a given token expires, a reconnection takes
+   * the client's `streamToken` source, if it has one, or fails with `UNAUTHORIZED`.
+   */
+  streamToken?: string | StreamTokenSource;
   /** Interval between status lookups while polling. @defaultValue 2000 (the seed's) */
   pollIntervalMs?: number;
   /**

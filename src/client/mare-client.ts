@@ -3,6 +3,8 @@ import {
   ClientList,
   JobAccepted,
   JobStatusDocument,
+  STREAM_TOKEN_PARAM,
+  StreamTokenGrant,
   TemplateList,
   ValueProposition,
   type CreateClientBody,
@@ -15,6 +17,15 @@ import { MareApiError } from './mare-api-error.js';
 
 /** The subset of `fetch` the client uses, so tests and unusual runtimes can supply their own. */
 export type FetchFunction = (input: string, init: RequestInit) => Promise<Response>;
+
+/**
+ * Where a watch gets the stream token it opens its stream with (`?token=`): called before each
+ * connection, and once more at once when mare-api refused the token it gave (expired), so that
+ * it can hand out a fresh one. `jobId` is the job of a job's stream, undefined for the all-jobs
+ * stream. A page without a key asks its own backend, which has one
+ * ({@link MareClient.createStreamToken}).
+ */
+export type StreamTokenSource = (stream: { jobId: string | undefined }) => string | Promise<string>;
 
 /** Options of {@link MareClient}. */
 export interface MareClientOptions {
@@ -29,6 +40,16 @@ export interface MareClientOptions {
   timeoutMs?: number;
   /** Headers sent with every request (an `authorization` header behind a gateway, say). */
   headers?: Record<string, string>;
+  /**
+   * An API key (mare-api with auth on), sent as `Authorization: Bearer` with every request,
+   * streams included: a key does not expire, so a watch reconnects with it however long it runs.
+   */
+  apiKey?: string;
+  /**
+   * Stream tokens for the watches' streams instead (or without) a key: a page given a token by
+   * its backend, say. A watch's own `streamToken` option comes first.
+   */
+  streamToken?: StreamTokenSource;
 }
 
 /** Options of a single request. */
@@ -67,6 +88,7 @@ export class MareClient {
   private readonly fetchFn: FetchFunction;
   private readonly timeoutMs: number;
   private readonly headers: Record<string, string>;
+  private readonly streamToken: StreamTokenSource | undefined;
 
   constructor({
     baseUrl = defaultBaseUrl(),
@@ -75,11 +97,15 @@ export class MareClient {
     fetch: fetchFn = (input, init) => fetch(input, init),
     timeoutMs = 10_000,
     headers = {},
+    apiKey,
+    streamToken,
   }: MareClientOptions = {}) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
     this.fetchFn = fetchFn;
     this.timeoutMs = timeoutMs;
-    this.headers = headers;
+    this.headers =
+      apiKey === undefined ? headers : { ...headers, authorization: `Bearer ${apiKey}` };
+    this.streamToken = streamToken;
   }
 
   /** Submits a template-generation job for a client; watch it with {@link MareClient.watchJob}. */
@@ -127,6 +153,21 @@ export class MareClient {
     return list.templates;
   }
 
+  /**
+   * A stream token (mare-api with auth on, and a key): for one job's stream, or, without
+   * `jobId`, for the all-jobs stream of this key's tenant. Hand it to a page that has no key;
+   * it opens streams until `expires_at`.
+   */
+  createStreamToken(jobId?: string, options: RequestOptions = {}): Promise<StreamTokenGrant> {
+    return this.request(
+      'POST',
+      '/v1/triton/stream-tokens',
+      StreamTokenGrant,
+      options,
+      jobId === undefined ? {} : { job_id: jobId },
+    );
+  }
+
   /** Clients, newest first. @param page - `limit` (default 100) and `offset` (default 0). */
   async listClients({
     limit = 100,
@@ -170,8 +211,9 @@ export class MareClient {
    * iterate it with `for await`, pass callbacks, or await its `done`. See {@link JobWatch}.
    */
   watchJob(jobId: string, options: JobWatchOptions = {}): JobWatch {
+    const tokens = this.tokensFor(options.streamToken, jobId);
     const http: JobWatchHttp = {
-      openStream: (path, signal) => this.openStream(path, signal),
+      openStream: (path, signal) => this.openStream(path, signal, tokens),
       getJob: (id, signal) => this.getJob(id, { signal }),
     };
     return new JobWatch(jobId, http, options);
@@ -179,19 +221,59 @@ export class MareClient {
 
   /** Follows every job's events until closed. See {@link AllJobsWatch}. */
   watchAll(options: AllJobsWatchOptions = {}): AllJobsWatch {
+    const tokens = this.tokensFor(options.streamToken, undefined);
     return new AllJobsWatch(
-      { openStream: (path, signal) => this.openStream(path, signal) },
+      { openStream: (path, signal) => this.openStream(path, signal, tokens) },
       options,
     );
   }
 
-  /** An SSE request: no deadline (it is meant to stay open), only the caller's signal. */
-  private async openStream(path: string, signal: AbortSignal): Promise<Response> {
-    return this.send(`${this.baseUrl}${path}`, {
-      method: 'GET',
-      headers: { ...this.headers, accept: 'text/event-stream' },
-      signal,
-    });
+  /**
+   * A watch's stream tokens: its own token first (a string, until refused), then the client's
+   * source. Undefined: the stream goes without one (a key, or auth off).
+   */
+  private tokensFor(
+    own: string | StreamTokenSource | undefined,
+    jobId: string | undefined,
+  ): (() => string | Promise<string>) | undefined {
+    const source = this.streamToken;
+    if (typeof own === 'function') return () => own({ jobId });
+    if (own === undefined) return source && (() => source({ jobId }));
+    let first: string | undefined = own;
+    return () => {
+      const token = first;
+      first = undefined;
+      if (token !== undefined) return token;
+      // A given token that was refused: only the client's source can replace it.
+      return source ? source({ jobId }) : own;
+    };
+  }
+
+  /**
+   * An SSE request: no deadline (it is meant to stay open), only the caller's signal. With
+   * stream tokens, a token refused (401: it expired) is replaced once, at once.
+   */
+  private async openStream(
+    path: string,
+    signal: AbortSignal,
+    tokens?: () => string | Promise<string>,
+  ): Promise<Response> {
+    const open = async () => {
+      let url = `${this.baseUrl}${path}`;
+      let headers: Record<string, string> = { ...this.headers, accept: 'text/event-stream' };
+      if (tokens) {
+        const token = await tokens();
+        url += `${path.includes('?') ? '&' : '?'}${STREAM_TOKEN_PARAM}=${encodeURIComponent(token)}`;
+        // The token says who asks: no header, so a cross-origin browser needs no preflight.
+        const { authorization: _key, ...rest } = headers;
+        headers = rest;
+      }
+      return this.send(url, { method: 'GET', headers, signal });
+    };
+    const response = await open();
+    if (response.status !== 401 || !tokens) return response;
+    await response.body?.cancel().catch(() => undefined);
+    return open();
   }
 
   private async request<T>(

@@ -4,6 +4,9 @@
 // textContent and text nodes only (never HTML from data: model output is text), and follows
 // /v1/triton/events with EventSource, which reconnects by itself and sends Last-Event-ID so
 // nothing is missed or repeated.
+// When the gateway asks for API keys, it asks for one first and keeps it in sessionStorage (this
+// tab only); EventSource cannot send a header, so the feed opens with a stream token instead,
+// fetched afresh for every connection the page makes.
 
 const HISTORY = 200;
 /** Rows kept on the page: the newest jobs. */
@@ -29,6 +32,14 @@ const $ = (selector) => {
 };
 
 const ui = {
+  main: $('#main'),
+  keyCard: $('#key-card'),
+  keyForm: $('#key-form'),
+  keyInput: $('#key-input'),
+  keyStatus: $('#key-status'),
+  identity: $('#identity'),
+  identityText: $('#identity .identity-text'),
+  forgetKey: $('#forget-key'),
   connection: $('#connection'),
   connectionText: $('#connection .connection-text'),
   clientForm: $('#client-form'),
@@ -58,15 +69,84 @@ class ApiError extends Error {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// API keys: asked for only when the gateway requires them, kept in this tab only
+
+const KEY_STORAGE = 'triton-events.api-key';
+
+/** Whether the gateway requires keys (GET /v1/triton/auth says). */
+let authOn = false;
+/** The key in use ('' when none). */
+let apiKey = readStoredKey();
+
+function readStoredKey() {
+  try {
+    return sessionStorage.getItem(KEY_STORAGE) ?? '';
+  } catch {
+    return '';
+  }
+}
+
+function storeKey(key) {
+  apiKey = key;
+  try {
+    if (key) sessionStorage.setItem(KEY_STORAGE, key);
+    else sessionStorage.removeItem(KEY_STORAGE);
+  } catch {
+    // Storage refused (a private window's policy): the key lasts as long as the page.
+  }
+}
+
+/**
+ * Shows the key form instead of the dashboard, saying why when there is a reason. What the page
+ * showed goes with the key: the next key may be another tenant's.
+ */
+function askForKey(reason = '') {
+  storeKey('');
+  clearTimeout(reconnectTimer);
+  source?.close();
+  source = undefined;
+  lastEventId = '';
+  jobs.clear();
+  clients.clear();
+  ui.jobs.replaceChildren();
+  ui.jobsEmpty.hidden = false;
+  ui.clientSelect.replaceChildren();
+  ui.main.hidden = true;
+  ui.identity.hidden = true;
+  ui.keyCard.hidden = false;
+  ui.keyStatus.textContent = reason;
+  ui.keyStatus.dataset.kind = reason ? 'error' : 'info';
+  setConnection('offline', 'No key');
+  ui.keyInput.focus();
+}
+
+ui.keyForm.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const key = ui.keyInput.value.trim();
+  if (!key) {
+    ui.keyStatus.textContent = 'Paste the API key you were given.';
+    ui.keyStatus.dataset.kind = 'error';
+    return;
+  }
+  storeKey(key);
+  ui.keyForm.reset();
+  await start();
+});
+
+ui.forgetKey.addEventListener('click', () => askForKey());
+
 async function api(method, path, body) {
   let response;
+  const headers =
+    body === undefined
+      ? { accept: 'application/json' }
+      : { 'content-type': 'application/json', accept: 'application/json' };
+  if (apiKey) headers.authorization = `Bearer ${apiKey}`;
   try {
     response = await fetch(path, {
       method,
-      headers:
-        body === undefined
-          ? { accept: 'application/json' }
-          : { 'content-type': 'application/json', accept: 'application/json' },
+      headers,
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch {
@@ -74,11 +154,14 @@ async function api(method, path, body) {
   }
   const data = await response.json().catch(() => undefined);
   if (!response.ok) {
-    throw new ApiError(
+    const error = new ApiError(
       data?.error?.message ?? `The gateway answered ${response.status}`,
       response.status,
       data?.error?.code,
     );
+    // The key stopped working (revoked): ask for another rather than fail every action.
+    if (response.status === 401 && authOn) askForKey(`The key was refused: ${error.message}`);
+    throw error;
   }
   return data;
 }
@@ -672,15 +755,28 @@ function setConnection(state, text) {
 /**
  * Opens the feed. Fresh (no id) it replays the recent history first; with an id the gateway
  * resumes right after it. EventSource handles ordinary drops itself (sending Last-Event-ID);
- * this runs again only when it gives up (an error status) or after a resync.
+ * this runs again only when it gives up (an error status, such as an expired stream token) or
+ * after a resync. With keys required, each run fetches a fresh stream token first.
  */
-function connect({ fresh = false } = {}) {
+async function connect({ fresh = false } = {}) {
   clearTimeout(reconnectTimer);
   source?.close();
-  const url =
+  source = undefined;
+  let url =
     fresh || !lastEventId
       ? `/v1/triton/events?history=${HISTORY}`
       : `/v1/triton/events?last_event_id=${encodeURIComponent(lastEventId)}`;
+  if (authOn) {
+    let grant;
+    try {
+      grant = await api('POST', '/v1/triton/stream-tokens', {});
+    } catch (err) {
+      if (err.status === 401) return; // asking for a key already
+      retryLater();
+      return;
+    }
+    url += `&token=${encodeURIComponent(grant.stream_token)}`;
+  }
   const es = new EventSource(url);
   source = es;
   es.onopen = () => {
@@ -702,7 +798,7 @@ function connect({ fresh = false } = {}) {
     // state of every job we still show as unfinished, and stop trusting text with a hole.
     setConnection('connecting', 'Resyncing…');
     forgetUnseenText();
-    connect({ fresh: true });
+    void connect({ fresh: true });
     void refreshUnfinished();
   });
   es.onerror = () => {
@@ -711,12 +807,17 @@ function connect({ fresh = false } = {}) {
       setConnection('reconnecting', 'Reconnecting…');
       return;
     }
-    // Closed for good (an error status, e.g. a gateway at capacity): retry with backoff.
-    failures++;
-    const delay = Math.min(30_000, 1000 * 2 ** Math.min(failures - 1, 5));
-    setConnection('offline', `Offline — retrying in ${Math.round(delay / 1000)} s`);
-    reconnectTimer = setTimeout(() => connect(), delay);
+    // Closed for good (an error status, e.g. a gateway at capacity, or a stream token that
+    // expired before a reconnection): retry with backoff, and a fresh token.
+    retryLater();
   };
+}
+
+function retryLater() {
+  failures++;
+  const delay = Math.min(30_000, 1000 * 2 ** Math.min(failures - 1, 5));
+  setConnection('offline', `Offline — retrying in ${Math.round(delay / 1000)} s`);
+  reconnectTimer = setTimeout(() => void connect(), delay);
 }
 
 async function refreshUnfinished() {
@@ -728,8 +829,34 @@ async function refreshUnfinished() {
 // ---------------------------------------------------------------------------------------------
 // Start
 
-connect();
-loadClients().catch((err) => {
-  ui.clientSelect.replaceChildren(new Option('Could not load clients', ''));
-  say(err.message, 'error');
-});
+/**
+ * Asks the gateway whether it requires keys (and whose key this is), then shows the dashboard,
+ * or the key form when a key is needed and there is none that works.
+ */
+async function start() {
+  let status = { auth: false };
+  try {
+    status = await api('GET', '/v1/triton/auth');
+  } catch (err) {
+    // A refused key: the form is up. An unreachable gateway: the feed says so, and retries.
+    if (err.status === 401) return;
+  }
+  authOn = status.auth === true;
+  if (authOn && !status.tenant) {
+    askForKey();
+    return;
+  }
+  ui.keyCard.hidden = true;
+  ui.main.hidden = false;
+  ui.identity.hidden = !authOn;
+  ui.identityText.textContent = authOn
+    ? `Tenant ${status.tenant}${status.admin ? ' (admin: every tenant)' : ''}`
+    : '';
+  void connect();
+  loadClients().catch((err) => {
+    ui.clientSelect.replaceChildren(new Option('Could not load clients', ''));
+    say(err.message, 'error');
+  });
+}
+
+void start();
