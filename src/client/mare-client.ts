@@ -19,10 +19,10 @@ import { MareApiError } from './mare-api-error.js';
 export type FetchFunction = (input: string, init: RequestInit) => Promise<Response>;
 
 /**
- * Where a watch gets the stream token it opens its stream with (`?token=`): called before each
- * connection, and once more at once when mare-api refused the token it gave (expired), so that
- * it can hand out a fresh one. `jobId` is the job of a job's stream, undefined for the all-jobs
- * stream. A page without a key asks its own backend, which has one
+ * Where a watch gets the stream token it opens its stream with (`?token=`): called for its first
+ * connection, and again whenever mare-api refuses the token in use (it expired), at once, so
+ * that the reconnection goes on with a fresh one. `jobId` is the job of a job's stream,
+ * undefined for the all-jobs stream. A page without a key asks its own backend, which has one
  * ({@link MareClient.createStreamToken}).
  */
 export type StreamTokenSource = (stream: { jobId: string | undefined }) => string | Promise<string>;
@@ -62,6 +62,13 @@ export interface RequestOptions {
 function defaultBaseUrl(): string {
   const origin = (globalThis as { location?: { origin?: string } }).location?.origin;
   return origin && origin !== 'null' ? origin : 'http://127.0.0.1:16000';
+}
+
+/** The stream tokens of one watch: the one in use, and what to do when it is refused. */
+interface StreamTokens {
+  current(): Promise<string>;
+  /** Drops the token in use; true when another can be had. */
+  refused(): boolean;
 }
 
 interface Parser<T> {
@@ -229,40 +236,40 @@ export class MareClient {
   }
 
   /**
-   * A watch's stream tokens: its own token first (a string, until refused), then the client's
-   * source. Undefined: the stream goes without one (a key, or auth off).
+   * A watch's stream tokens: its own token (a string) or source, else the client's source; the
+   * token in use is kept for reconnections until refused. Undefined: the watch's stream goes
+   * without one (a key, or auth off).
    */
   private tokensFor(
     own: string | StreamTokenSource | undefined,
     jobId: string | undefined,
-  ): (() => string | Promise<string>) | undefined {
-    const source = this.streamToken;
-    if (typeof own === 'function') return () => own({ jobId });
-    if (own === undefined) return source && (() => source({ jobId }));
-    let first: string | undefined = own;
-    return () => {
-      const token = first;
-      first = undefined;
-      if (token !== undefined) return token;
-      // A given token that was refused: only the client's source can replace it.
-      return source ? source({ jobId }) : own;
+  ): StreamTokens | undefined {
+    const source = typeof own === 'function' ? own : this.streamToken;
+    if (own === undefined && !source) return undefined;
+    let current = typeof own === 'string' ? own : undefined;
+    return {
+      current: async () => (current ??= await (source ?? (() => own as string))({ jobId })),
+      refused: () => {
+        current = undefined;
+        return source !== undefined;
+      },
     };
   }
 
   /**
    * An SSE request: no deadline (it is meant to stay open), only the caller's signal. With
-   * stream tokens, a token refused (401: it expired) is replaced once, at once.
+   * stream tokens, a token refused (401: it expired) is replaced at once, once.
    */
   private async openStream(
     path: string,
     signal: AbortSignal,
-    tokens?: () => string | Promise<string>,
+    tokens?: StreamTokens,
   ): Promise<Response> {
     const open = async () => {
       let url = `${this.baseUrl}${path}`;
       let headers: Record<string, string> = { ...this.headers, accept: 'text/event-stream' };
       if (tokens) {
-        const token = await tokens();
+        const token = await tokens.current();
         url += `${path.includes('?') ? '&' : '?'}${STREAM_TOKEN_PARAM}=${encodeURIComponent(token)}`;
         // The token says who asks: no header, so a cross-origin browser needs no preflight.
         const { authorization: _key, ...rest } = headers;
@@ -271,7 +278,7 @@ export class MareClient {
       return this.send(url, { method: 'GET', headers, signal });
     };
     const response = await open();
-    if (response.status !== 401 || !tokens) return response;
+    if (response.status !== 401 || !tokens?.refused()) return response;
     await response.body?.cancel().catch(() => undefined);
     return open();
   }

@@ -165,6 +165,22 @@ function answerClientError(err: Error & { code?: string }, socket: Socket): void
   socket.destroy(err);
 }
 
+/** One route as registered: a method and a path pattern (`/jobs/:job_id`, `/docs/static/*`). */
+export interface RouteEntry {
+  readonly method: string;
+  readonly url: string;
+}
+
+const routeTables = new WeakMap<object, RouteEntry[]>();
+
+/**
+ * Every route an app built by {@link createHttpApp} registered, plugins' included, in order:
+ * what checks that no route escapes a rule (the access-control tests walk it).
+ */
+export function routeTable(app: HttpApp): readonly RouteEntry[] {
+  return routeTables.get(app) ?? [];
+}
+
 export type HttpApp = FastifyInstance<
   import('node:http').Server,
   import('node:http').IncomingMessage,
@@ -252,7 +268,12 @@ export function createHttpApp({
   });
 
   const routes = new RouteMethods();
-  app.addHook('onRoute', (route) => routes.add(route.url, route.method));
+  const table: RouteEntry[] = [];
+  routeTables.set(app, table);
+  app.addHook('onRoute', (route) => {
+    routes.add(route.url, route.method);
+    for (const method of [route.method].flat()) table.push({ method, url: route.url });
+  });
   app.setNotFoundHandler((request, reply) => {
     const allowed = routes.allowedFor(request.url);
     if (allowed.length > 0) {

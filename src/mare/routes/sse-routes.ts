@@ -127,7 +127,11 @@ export function registerSseRoutes(app: HttpApp, ctx: MareContext): void {
       requireTokenFor(request, jobId);
       const afterSeq = parseSeq(lastEventIdOf(request, request.query));
       const opened = streamsFor(request);
-      if (request.method === 'HEAD') return headOnly(reply, opened.headers);
+      if (request.method === 'HEAD') {
+        // With auth on, HEAD says no more than GET would: a job the caller may not see is not found.
+        if (request.principal) await ctx.lookup.json(jobId, request.principal);
+        return headOnly(reply, opened.headers);
+      }
       ensureCapacity();
       return serveJobStream(opened.streams, reply, jobId, afterSeq, request.principal);
     },
