@@ -11,6 +11,8 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
 COPY tsconfig.json ./
 COPY src ./src
+# The command line, for `npx triton-events keys …` where the services run.
+COPY bin ./bin
 
 USER node
 EXPOSE 8000 16000

@@ -76,6 +76,16 @@ describe('docker-compose.yml', () => {
     expect(services['triton-api']?.environment?.TRITON_API_WORKER).toBe('false');
   });
 
+  it('turns access control on in every part, with secrets the operator must give', () => {
+    for (const [name, service] of appServices) {
+      const env = service.environment ?? {};
+      expect(env.AUTH, name).toBe('on');
+      // `${NAME:?message}`: compose refuses to start without them, rather than share a default.
+      expect(env.GATEWAY_SECRET, name).toMatch(/^\$\{GATEWAY_SECRET:\?.+\}$/);
+      expect(env.STREAM_TOKEN_SECRET, name).toMatch(/^\$\{STREAM_TOKEN_SECRET:\?.+\}$/);
+    }
+  });
+
   it('builds from a Dockerfile whose command and copied paths exist', () => {
     const dockerfile = read('Dockerfile');
     for (const [, source] of dockerfile.matchAll(/^COPY (\S+)/gm)) {

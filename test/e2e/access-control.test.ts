@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,6 +6,7 @@ import { MareClient, type AllJobsWatchItem } from '../../src/client/index.js';
 import { startMare, type MareService } from '../../src/mare/mare-service.js';
 import { createLogger } from '../../src/common/logger.js';
 import { openSse, payloads } from '../helpers/sse-client.js';
+import { readmeSnippet } from '../helpers/readme-snippet.js';
 import { http } from '../helpers/system.js';
 import { seedTenant, startAuthSystem, type AuthSystem, type Tenant } from '../helpers/tenants.js';
 import { waitFor } from '../helpers/wait.js';
@@ -140,6 +141,38 @@ describe('keys', () => {
     refused.stderr.on('data', (c: Buffer) => (refusal += c.toString()));
     expect(await new Promise((resolve) => refused.once('exit', resolve))).toBe(1);
     expect(refusal).toContain('JOB_NOT_FOUND');
+  });
+});
+
+describe("the README's tour with a key", () => {
+  it('runs as written: curl and jq against both APIs, a stream token, the CLI', async () => {
+    for (const tool of ['curl', 'jq']) {
+      if (spawnSync(tool, ['--version'], { stdio: 'ignore' }).status !== 0) {
+        throw new Error(`${tool} is needed: run \`npm run setup:test\`, which installs it`);
+      }
+    }
+    const script = readmeSnippet('auth-tour')
+      .replaceAll('npx triton-events', `${process.execPath} ${BIN}`)
+      .replaceAll('http://localhost:8000', auth.system.tritonUrl)
+      .replaceAll('http://localhost:16000', auth.system.mareUrl);
+    const child = spawn('bash', ['-euo', 'pipefail', '-c', script], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        REDIS_URL: auth.system.redis.url,
+        REDIS_KEY_PREFIX: auth.system.config.common.keyPrefix,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code, stderr).toBe(0);
+    // The stream ran to the end, the lookup found the job, the CLI followed it.
+    expect(stdout).toContain(': Connection closing - job completed');
+    expect(stdout).toMatch(/"status": "completed"/);
+    expect(stderr).toMatch(/Job [0-9a-f-]{36} completed: 7 templates/);
   });
 });
 
