@@ -53,6 +53,7 @@ interface KeyRecord {
   revoked: boolean;
 }
 
+/** Where {@link ApiKeys} keeps keys, and how long a process trusts what it read. */
 export interface ApiKeysOptions {
   /** The Redis both APIs use. */
   redis: RedisClient;

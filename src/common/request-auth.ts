@@ -41,6 +41,7 @@ declare module 'fastify' {
   }
 }
 
+/** What {@link registerRequestAuth} checks credentials with. */
 export interface RequestAuthOptions {
   keys: ApiKeys;
   /**

@@ -20,6 +20,7 @@ const Claims = z.object({
   adm: z.literal(true).optional(),
 });
 
+/** How {@link StreamTokens} signs, how long its tokens last, and where it checks their keys. */
 export interface StreamTokensOptions {
   /** STREAM_TOKEN_SECRET: every gateway of a deployment signs and checks with the same one. */
   secret: string;

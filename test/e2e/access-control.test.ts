@@ -26,7 +26,9 @@ let auth: AuthSystem;
 let acme: Tenant;
 let beta: Tenant;
 let adminKey: string;
+/** A second gateway on the same Redis and triton-api, whose pages may come from one origin. */
 let secondGateway: MareService;
+const APP_ORIGIN = 'https://app.example.com';
 
 const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
 
@@ -37,7 +39,7 @@ beforeAll(async () => {
   adminKey = (await auth.keys.create({ tenant: 'ops', admin: true })).key;
   const { config } = auth.system;
   secondGateway = await startMare({
-    common: config.common,
+    common: { ...config.common, corsOrigins: [APP_ORIGIN] },
     mare: { ...config.mare, tritonApiUrl: auth.system.tritonUrl },
     logger: createLogger(config.common),
     port: 0,
@@ -141,6 +143,76 @@ describe('keys', () => {
     refused.stderr.on('data', (c: Buffer) => (refusal += c.toString()));
     expect(await new Promise((resolve) => refused.once('exit', resolve))).toBe(1);
     expect(refusal).toContain('JOB_NOT_FOUND');
+  });
+});
+
+describe('the perimeter', () => {
+  it('lets only the listed origins read answers, alike from the router, the cached-lookup fast path and streams', async () => {
+    const gateway = secondGateway.url;
+    const { stream_token: token } = await acme.mare.createStreamToken(acme.jobId);
+    const answers = async (origin: string) => {
+      const from = { origin };
+      const preflight = await fetch(`${gateway}/v1/triton/clients`, {
+        method: 'OPTIONS',
+        headers: {
+          ...from,
+          'access-control-request-method': 'GET',
+          'access-control-request-headers': 'authorization',
+        },
+      });
+      const routed = await http('GET', `${gateway}/v1/triton/clients`, undefined, {
+        ...from,
+        ...bearer(acme.key),
+      });
+      // The first lookup teaches this gateway the key; the second is answered before routing.
+      await http('GET', `${gateway}/v1/triton/jobs/${acme.jobId}`, undefined, bearer(acme.key));
+      const cached = await http('GET', `${gateway}/v1/triton/jobs/${acme.jobId}`, undefined, {
+        ...from,
+        ...bearer(acme.key),
+      });
+      expect(cached.headers.get('x-cache')).toBe('hit');
+      const stream = await openSse(
+        `${gateway}/v1/triton/jobs/${acme.jobId}/subscribe?token=${token}`,
+        {
+          headers: from,
+        },
+      );
+      await stream.ended;
+      return [preflight.headers, routed.headers, cached.headers, stream.headers].map((h) =>
+        h.get('access-control-allow-origin'),
+      );
+    };
+    expect(await answers(APP_ORIGIN)).toEqual([APP_ORIGIN, APP_ORIGIN, APP_ORIGIN, APP_ORIGIN]);
+    expect(await answers('https://evil.example.com')).toEqual([null, null, null, null]);
+    // With AUTH=on and no CORS_ORIGINS, no origin may.
+    const none = await http('GET', `${auth.system.mareUrl}/v1/triton/clients`, undefined, {
+      origin: APP_ORIGIN,
+      ...bearer(acme.key),
+    });
+    expect(none.headers.get('access-control-allow-origin')).toBeNull();
+  });
+
+  it('says the security headers on every answer of both APIs: routed, refused, cached, streamed', async () => {
+    const mare = auth.system.mareUrl;
+    const { stream_token: token } = await acme.mare.createStreamToken(acme.jobId);
+    const stream = await openSse(`${mare}/v1/triton/jobs/${acme.jobId}/subscribe?token=${token}`);
+    await stream.ended;
+    const all = [
+      (await http('GET', `${mare}/v1/triton/jobs/${acme.jobId}`, undefined, bearer(acme.key)))
+        .headers,
+      (await http('GET', `${mare}/v1/triton/clients`)).headers,
+      (await http('GET', `${mare}/no/such/route`, undefined, bearer(acme.key))).headers,
+      (await http('GET', `${mare}/`)).headers,
+      (await http('GET', `${auth.system.tritonUrl}/clients/`, undefined, bearer(acme.key))).headers,
+      (await http('GET', `${auth.system.tritonUrl}/admin/queues`)).headers,
+      stream.headers,
+    ];
+    for (const headers of all) {
+      expect(headers.get('x-content-type-options')).toBe('nosniff');
+      expect(headers.get('x-frame-options')).toBe('DENY');
+      expect(headers.get('referrer-policy')).toBe('no-referrer');
+      expect(headers.get('cross-origin-resource-policy')).toBe('same-origin');
+    }
   });
 });
 
