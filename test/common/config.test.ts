@@ -2,7 +2,12 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, configVariables, loadConfig } from '../../src/common/config.js';
+import {
+  ConfigError,
+  configVariables,
+  loadConfig,
+  requireAuthDecision,
+} from '../../src/common/config.js';
 
 const ENV_EXAMPLE = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
@@ -372,5 +377,68 @@ describe('.env.example', () => {
     expect(section('TRITON_REDIS_URL')).toBe('mare');
     expect(section('GENERATOR')).toBe('triton');
     expect(section('OPENAI_API_KEY')).toBe('triton');
+  });
+});
+
+describe('loadConfig: access control (AUTH, CORS_ORIGINS, METRICS_TOKEN, stream tokens)', () => {
+  it('leaves AUTH unset by default, with any origin allowed and no token anywhere', () => {
+    const config = loadConfig({});
+    expect(config.common.auth).toBeUndefined();
+    expect(config.common.corsOrigins).toBe('*');
+    expect(config.common.metricsToken).toBeUndefined();
+    expect(config.mare.streamTokenSecret).toBeUndefined();
+    expect(config.mare.streamTokenTtlSeconds).toBe(900);
+  });
+
+  it('with AUTH=on allows no origin unless listed, and serves the queue UI (it asks for an admin key)', () => {
+    const on = loadConfig({ AUTH: 'on', HOST: '0.0.0.0' });
+    expect(on.common.auth).toBe('on');
+    expect(on.common.corsOrigins).toEqual([]);
+    expect(on.triton.queueUi).toBe(true);
+    const listed = loadConfig({
+      AUTH: 'on',
+      CORS_ORIGINS: 'https://app.example.com, http://localhost:3000',
+    });
+    expect(listed.common.corsOrigins).toEqual(['https://app.example.com', 'http://localhost:3000']);
+  });
+
+  it.each([
+    [{ AUTH: 'yes' }, 'AUTH'],
+    [{ CORS_ORIGINS: 'https://app.example.com/path' }, 'CORS_ORIGINS'],
+    [{ CORS_ORIGINS: '*,https://app.example.com' }, 'CORS_ORIGINS'],
+    [{ AUTH: 'on', CORS_ORIGINS: '*' }, 'CORS_ORIGINS'],
+    [{ STREAM_TOKEN_SECRET: 'too-short' }, 'STREAM_TOKEN_SECRET'],
+    [{ STREAM_TOKEN_TTL_SECONDS: '0' }, 'STREAM_TOKEN_TTL_SECONDS'],
+    [{ METRICS_TOKEN: 'short' }, 'METRICS_TOKEN'],
+  ])('refuses %j with one line naming %s, never showing a secret', (env, name) => {
+    const err = configError(env);
+    expect(err.message).toMatch(new RegExp(`^Invalid configuration: ${name}: `));
+    expect(err.message).not.toContain('too-short');
+    expect(err.message.split('\n')).toHaveLength(1);
+  });
+
+  it('an API refuses to start on an address others reach until AUTH is set, and with AUTH=on without its secrets', () => {
+    const check =
+      (env: Record<string, string>, mare = false) =>
+      () => {
+        const config = loadConfig(env);
+        requireAuthDecision(config.common, mare ? config.mare : undefined);
+      };
+    expect(check({})).not.toThrow();
+    expect(check({ HOST: 'localhost' })).not.toThrow();
+    expect(check({ HOST: '0.0.0.0' })).toThrow(/^Invalid configuration: AUTH: /);
+    expect(check({ HOST: '10.0.0.5' })).toThrow(ConfigError);
+    expect(check({ HOST: '0.0.0.0', AUTH: 'off' })).not.toThrow();
+    expect(check({ HOST: '0.0.0.0', AUTH: 'on' })).not.toThrow();
+    expect(check({ AUTH: 'on' }, true)).toThrow(/^Invalid configuration: GATEWAY_SECRET: /);
+    expect(check({ AUTH: 'on', GATEWAY_SECRET: 'g'.repeat(32) }, true)).toThrow(
+      /^Invalid configuration: STREAM_TOKEN_SECRET: /,
+    );
+    expect(
+      check(
+        { AUTH: 'on', GATEWAY_SECRET: 'g'.repeat(32), STREAM_TOKEN_SECRET: 's'.repeat(32) },
+        true,
+      ),
+    ).not.toThrow();
   });
 });

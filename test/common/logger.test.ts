@@ -149,3 +149,26 @@ describe('RepeatedErrorLog', () => {
     expect(logged.map((l) => l.level)).toEqual([50, 40, 40, 50]);
   });
 });
+
+describe('API keys and stream tokens in log lines', () => {
+  const key = `tek_AbCdEfGhIjKl_${'s'.repeat(43)}`;
+  const token = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhY21lIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ';
+
+  it('hide the secret of a key (its id stays) and any token, in messages, fields and errors', () => {
+    for (const format of ['json', 'pretty'] as const) {
+      const { logger, text } = capture(format);
+      logger.info(`key ${key} and /v1/triton/events?token=${token}&history=5`);
+      logger.info(
+        { url: `/v1/triton/jobs/x/subscribe?token=${token}`, header: `Bearer ${key}` },
+        'seen',
+      );
+      logger.warn({ err: new Error(`refused ${key} with ${token}`) }, 'failed');
+      const out = text();
+      expect(out).toContain('tek_AbCdEfGhIjKl_***');
+      expect(out).toContain('token=***');
+      expect(out).not.toContain('s'.repeat(43));
+      expect(out).not.toContain(token);
+      expect(out).not.toContain(token.split('.')[2] ?? token);
+    }
+  });
+});
