@@ -142,10 +142,7 @@ export class RedisSubscriber {
               attempt = 0;
             } catch (err) {
               if (attempt === 0) {
-                this.o.logger.warn(
-                  { channel, err: (err as Error).message },
-                  'Subscribing failed; retrying',
-                );
+                this.o.logger.warn({ channel, err }, 'Subscribing failed; retrying');
               }
               await sleep(backoff(attempt++));
             }

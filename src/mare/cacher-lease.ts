@@ -121,7 +121,7 @@ export class CacherLease {
     } catch (err) {
       // Redis does not answer: the lease lapses for everyone alike; stop once it has for us.
       if (this.held && Date.now() >= this.expiresAt) {
-        logger.warn({ err: (err as Error).message }, 'The cacher lease lapsed');
+        logger.warn({ err }, 'The cacher lease lapsed');
         this.lose();
       }
     }

@@ -41,7 +41,7 @@ export async function openDatabase(
     const pool = new pg.Pool({ connectionString: target.databaseUrl, max: target.poolSize ?? 10 });
     // An idle client that loses its server emits 'error'; the pool replaces it on next use.
     const errors = new RepeatedErrorLog(logger);
-    pool.on('error', (err) => errors.warn(err.message, 'Postgres idle client error'));
+    pool.on('error', (err) => errors.warn(err, 'Postgres idle client error'));
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     kind = 'postgres';
     location = redactUrl(target.databaseUrl);

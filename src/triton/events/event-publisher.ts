@@ -294,7 +294,7 @@ export class EventPublisher {
       } catch (err) {
         if (!retryable(err) || this.redis.status === 'end') throw err;
         if (attempt === 0) {
-          this.logger.warn({ err: (err as Error).message }, 'Publishing an event failed; retrying');
+          this.logger.warn({ err }, 'Publishing an event failed; retrying');
         }
         await sleep(Math.min(50 * 2 ** Math.min(attempt, 5), 1000));
       }

@@ -92,10 +92,7 @@ export class JobSweeper {
         startedAt: row.started_at,
       });
     } catch (err) {
-      this.o.logger.warn(
-        { job_id: jobId, err: (err as Error).message },
-        'Could not record a failed job',
-      );
+      this.o.logger.warn({ job_id: jobId, err }, 'Could not record a failed job');
     }
   }
 
