@@ -19,6 +19,7 @@ interface LeaseCommands {
   tritonReleaseLease(key: string, holder: string): Promise<number>;
 }
 
+/** Where the lease lives, how long it lasts, and whom to tell when this gateway gains or loses it. */
 export interface CacherLeaseOptions {
   /** The Redis holding the results cache (and so the lease); its owner closes it. */
   redis: RedisClient;

@@ -6,6 +6,7 @@ import type { RedisTarget } from '../common/redis.js';
 /** Which channel an event came by. */
 export type EventRoute = 'job' | 'all';
 
+/** Where a gateway's events come from, and who is told about them. */
 export interface TritonEventSubscriberOptions {
   /** The Redis carrying triton's events; the subscriber opens its own connections to it. */
   target: RedisTarget;

@@ -21,8 +21,13 @@ export interface TritonDatabase {
   close(): Promise<void>;
 }
 
+/** What {@link openDatabase} opens: a Postgres server, PGlite on disk, or a given PGlite. */
 export type DatabaseTarget =
-  | { databaseUrl: string; poolSize?: number }
+  | {
+      databaseUrl: string;
+      /** Connections the pool opens at most. @defaultValue 10 */
+      poolSize?: number;
+    }
   | { pgliteDataDir: string }
   /** An open PGlite instance that the caller owns and closes (tests clone a template). */
   | { pglite: PGlite };

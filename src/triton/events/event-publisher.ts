@@ -113,6 +113,7 @@ const RECEIPT_TTL_SECONDS = 600;
 /** Jobs whose last published seq a publisher remembers (a worker runs a few at a time). */
 const REMEMBERED_JOBS = 10_000;
 
+/** Where a publisher publishes, and how much history it keeps. */
 export interface EventPublisherOptions {
   /** A connection this publisher may use (a single server or a cluster); its owner closes it. */
   redis: RedisClient;
