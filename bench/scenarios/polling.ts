@@ -33,7 +33,7 @@ function get(
   });
 }
 
-/** One SSE request that stays open until the job's terminal event (the seed's `curl -N`). */
+/** One SSE request that stays open until the job's terminal event (the guide's `curl -N`). */
 async function watchBySse(mareUrl: string, jobId: string): Promise<WatchCost> {
   let socket: Socket | undefined;
   const res = await get(`${mareUrl}/v1/triton/jobs/${jobId}/subscribe`, false, (s) => (socket = s));
@@ -57,7 +57,7 @@ async function watchBySse(mareUrl: string, jobId: string): Promise<WatchCost> {
   };
 }
 
-/** `GET /v1/triton/jobs/{id}` every `intervalMs` until the job has ended (the seed's loop), on a keep-alive connection. */
+/** `GET /v1/triton/jobs/{id}` every `intervalMs` until the job has ended (the guide's loop), on a keep-alive connection. */
 async function watchByPolling(
   mareUrl: string,
   jobId: string,
@@ -94,10 +94,11 @@ async function watchByPolling(
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 /**
- * 5. Polling vs push (the seed's Test 5): K real jobs, each watched both ways at once, by
- * polling `GET /v1/triton/jobs/{id}` every 2 s and by one SSE subscription; requests and
- * bytes counted on the client's sockets. The seed's jobs took 3–5 minutes; the run's jobs are
- * shorter, so the figures are also projected to the seed's length from the measured costs.
+ * 5. Polling vs push (Test 5 of the original system's guide): K real jobs, each watched both ways
+ * at once, by polling `GET /v1/triton/jobs/{id}` every 2 s and by one SSE subscription; requests
+ * and bytes counted on the client's sockets. The original system's jobs took 3–5 minutes; the
+ * run's jobs are shorter, so the figures are also projected to those lengths from the measured
+ * costs.
  */
 export async function runPolling(ctx: BenchContext): Promise<ScenarioResult> {
   const { watchJobs, jobSeconds, pollIntervalMs, seedJobSeconds } = ctx.options;
@@ -151,7 +152,7 @@ export async function runPolling(ctx: BenchContext): Promise<ScenarioResult> {
   const pollSeesEnd =
     sum(polls.map((p, i) => p.sawEndAt - Math.min(p.sawEndAt, sse[i]?.sawEndAt ?? p.sawEndAt))) / k;
 
-  // At the seed's job lengths: polls grow with time, SSE only by a heartbeat every interval.
+  // At the original job lengths: polls grow with time, SSE only by a heartbeat every interval.
   const { heartbeatMs } = ctx.options;
   const heartbeatBytes = HEARTBEAT_FRAME.length + HEARTBEAT_FRAME.length.toString(16).length + 4;
   const fewer = (a: number, b: number) => (1 - a / b) * 100;
@@ -207,19 +208,19 @@ export async function runPolling(ctx: BenchContext): Promise<ScenarioResult> {
     ],
     targets: [
       {
-        target: `polling: ≥ 99% fewer requests (seed's job length, ${judged.seconds} s)`,
+        target: `polling: ≥ 99% fewer requests (original job length, ${judged.seconds} s)`,
         met: ok && fewer(1, judged.polls) >= 99,
         figure: `${range((a) => fewer(1, a.polls))}; measured at ${jobSeconds} s: ${fmt(fewer(sseRequests, pollRequests))}%`,
       },
       {
-        target: `polling: ≥ 90% fewer bytes (seed's job length, ${judged.seconds} s)`,
+        target: `polling: ≥ 90% fewer bytes (original job length, ${judged.seconds} s)`,
         met: ok && fewer(judged.sseBytes, judged.pollBytes) >= 90,
         figure: `${range((a) => fewer(a.sseBytes, a.pollBytes))}; measured at ${jobSeconds} s: ${fmt(fewer(sseBytes, pollBytes))}%`,
       },
     ],
     notes: [
       `bytes are HTTP-level bytes on the client's sockets (headers and bodies, both ways); polling reuses one keep-alive connection per job`,
-      `at the seed's lengths (${seedJobSeconds.join(', ')} s): polls = length / ${pollIntervalMs} ms + 1 at the measured bytes per poll; SSE adds a heartbeat every ${heartbeatMs} ms`,
+      `at the original lengths (${seedJobSeconds.join(', ')} s): polls = length / ${pollIntervalMs} ms + 1 at the measured bytes per poll; SSE adds a heartbeat every ${heartbeatMs} ms`,
       ...(ok ? [] : ['some jobs did not complete: see details']),
     ],
     details: { sse, polls },

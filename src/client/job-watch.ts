@@ -48,7 +48,7 @@ export interface JobWatchOptions extends WatchOptions {
   lastEventId?: number;
   /** @defaultValue 'auto' */
   transport?: JobWatchTransport;
-  /** Interval between status lookups while polling. @defaultValue 2000 (the seed's) */
+  /** Interval between status lookups while polling. @defaultValue 2000 */
   pollIntervalMs?: number;
   /**
    * Consecutive failed SSE attempts (network errors, 5xx, streams that drop before delivering
@@ -60,6 +60,7 @@ export interface JobWatchOptions extends WatchOptions {
 
 /** What a job watch needs from its client. */
 export interface JobWatchHttp extends WatchHttp {
+  /** `GET /v1/triton/jobs/{id}`: the status document, cache first. */
   getJob(jobId: string, signal: AbortSignal): Promise<JobStatusDocument>;
 }
 

@@ -55,6 +55,7 @@ const STATUS_OF: Record<ErrorCode, number> = {
   INTERNAL: 500,
 };
 
+/** The HTTP status an error code is answered with. */
 export function statusOf(code: ErrorCode): number {
   return STATUS_OF[code];
 }
@@ -153,6 +154,7 @@ function answerClientError(err: Error & { code?: string }, socket: Socket): void
   socket.destroy(err);
 }
 
+/** A Fastify instance as {@link createHttpApp} makes it: the house's logger and zod schemas. */
 export type HttpApp = FastifyInstance<
   import('node:http').Server,
   import('node:http').IncomingMessage,
@@ -161,7 +163,9 @@ export type HttpApp = FastifyInstance<
   ZodTypeProvider
 >;
 
+/** How {@link createHttpApp} builds an API's server. */
 export interface HttpAppOptions {
+  /** Where Fastify logs (unhandled errors; requests are not logged one by one). */
   logger: Logger;
   /** Largest accepted body. @defaultValue 64 KiB */
   bodyLimit?: number;
@@ -176,7 +180,7 @@ export interface HttpAppOptions {
 
 /**
  * A Fastify instance with the house rules: zod-validated routes, JSON bodies only (an empty
- * body is fine: the seed's curl sends `Content-Type: application/json` with none), and every
+ * body is fine: a plain `curl -X POST -H 'Content-Type: application/json'` sends none), and every
  * error as `{"error": {"code", "message"}}` with the right status, a 5xx never leaking its cause.
  */
 export function createHttpApp({

@@ -5,6 +5,7 @@ import type { MareMetrics } from './mare-metrics.js';
 import type { ResultsCache } from './results-cache.js';
 import type { TritonClient } from './triton-client.js';
 
+/** A status lookup's answer, as the route sends it. */
 export interface LookupResult {
   /** The status document's JSON. */
   json: string;
@@ -39,6 +40,10 @@ export class JobLookup {
     this.errors = new RepeatedErrorLog(logger);
   }
 
+  /**
+   * The job's status document as JSON text, from the cache or else from triton-api; throws
+   * triton-api's error (`JOB_NOT_FOUND`, `UPSTREAM_…`) when it cannot say.
+   */
   async json(jobId: string): Promise<LookupResult> {
     let cached: string | null = null;
     try {
@@ -63,6 +68,7 @@ export class JobLookup {
     return { json: JSON.stringify(doc), cached: false };
   }
 
+  /** The same lookup, parsed. */
   async document(jobId: string): Promise<JobStatusDocument> {
     const { json } = await this.json(jobId);
     return JobStatusDocument.parse(JSON.parse(json));

@@ -13,6 +13,7 @@ import {
   type CreateValuePropositionBody,
 } from '../contract/index.js';
 
+/** Where triton-api is, and how long to wait for it. */
 export interface TritonClientOptions {
   /** triton-api's base URL, without a trailing slash. */
   baseUrl: string;
@@ -62,6 +63,7 @@ export class TritonClient {
     return this.request('POST', path, JobAccepted, undefined, this.onBehalfOf(forUser));
   }
 
+  /** A job's status document (`JOB_NOT_FOUND` when triton-api has no such job). */
   getJob(jobId: string): Promise<JobStatusDocument> {
     return this.request('GET', `/jobs/${jobId}`, JobStatusDocument);
   }
@@ -72,18 +74,22 @@ export class TritonClient {
     return this.request('POST', path, JobStatusDocument, undefined, this.onBehalfOf(forUser));
   }
 
+  /** A job's stored templates, in order. */
   listJobTemplates(jobId: string): Promise<TemplateList> {
     return this.request('GET', `/jobs/${jobId}/templates`, TemplateList);
   }
 
+  /** A page of clients, newest first. */
   listClients(page: { limit: number; offset: number }): Promise<ClientList> {
     return this.request('GET', `/clients/?limit=${page.limit}&offset=${page.offset}`, ClientList);
   }
 
+  /** Creates a client for the end user at address `forUser`. */
   createClient(body: CreateClientBody, forUser?: string): Promise<Client> {
     return this.request('POST', '/clients/', Client, body, this.onBehalfOf(forUser));
   }
 
+  /** Adds a client's value proposition for the end user at address `forUser`. */
   createValueProposition(
     clientId: string,
     body: CreateValuePropositionBody,

@@ -8,6 +8,7 @@ type CreatedAt = ColumnType<Date, Date | undefined, never>;
 /** Order of creation (an identity column): never written, only sorted on. */
 type InsertionOrder = ColumnType<unknown, never, never>;
 
+/** `clients`: whom templates are written for. */
 export interface ClientsTable {
   id: string;
   ord: InsertionOrder;
@@ -16,6 +17,7 @@ export interface ClientsTable {
   created_at: CreatedAt;
 }
 
+/** `value_propositions`: what a client offers; a job writes from the client's active one. */
 export interface ValuePropositionsTable {
   id: string;
   ord: InsertionOrder;
@@ -25,6 +27,7 @@ export interface ValuePropositionsTable {
   created_at: CreatedAt;
 }
 
+/** `jobs`: one generation job each, its status, progress and what its model calls cost. */
 export interface JobsTable {
   id: string;
   /** Not a foreign key: a job for an unknown client is accepted, then fails saying so. */
@@ -47,6 +50,7 @@ export interface JobsTable {
   model_ms: Generated<number>;
 }
 
+/** `templates`: the texts jobs wrote, each at its position in its job. */
 export interface TemplatesTable {
   id: string;
   job_id: string;
@@ -64,6 +68,7 @@ export interface TemplatesTable {
   created_at: CreatedAt;
 }
 
+/** Every table, by name: the type Kysely queries are checked against. */
 export interface Database {
   clients: ClientsTable;
   value_propositions: ValuePropositionsTable;
@@ -71,8 +76,13 @@ export interface Database {
   templates: TemplatesTable;
 }
 
+/** A `clients` row as read. */
 export type ClientRow = Selectable<ClientsTable>;
+/** A `value_propositions` row as read. */
 export type ValuePropositionRow = Selectable<ValuePropositionsTable>;
+/** A `jobs` row as read. */
 export type JobRow = Selectable<JobsTable>;
+/** A `jobs` row as inserted. */
 export type NewJob = Insertable<JobsTable>;
+/** A `templates` row as read. */
 export type TemplateRow = Selectable<TemplatesTable>;
