@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: each scenario runs the project and a bare baseline in the same run, prints
- * one table (both figures and project/bare), and the run ends with the issue's targets, met or
+ * one table (both figures and project/bare), and the run ends with its targets, met or
  * not. Results go to bench/results/ as JSON. `npm run bench -- --help` lists the options.
  */
 import { execFileSync, spawnSync } from 'node:child_process';

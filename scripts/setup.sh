@@ -84,7 +84,8 @@ if $test_deps; then
   if command -v jq >/dev/null 2>&1; then say "jq: found"; else need jq; fi
   if command -v curl >/dev/null 2>&1; then say "curl: found"; else need curl; fi
 
-  # The seed's Python snippet runs with the system python, whatever python3 is first on PATH.
+  # The original guide's Python snippet runs with the system python, whatever python3 is first
+  # on PATH.
   if [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import httpx' >/dev/null 2>&1; then
     say "python3-httpx: found (/usr/bin/python3)"
   else

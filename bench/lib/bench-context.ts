@@ -19,7 +19,7 @@ export function serviceEnv(
   extra: Record<string, string> = {},
 ): Record<string, string> {
   return {
-    LOG_LEVEL: 'silent',
+    LOG_LEVEL: process.env.BENCH_SERVICE_LOG_LEVEL ?? 'silent',
     LOG_FORMAT: 'json',
     REDIS_URL: ctx.redisUrl,
     SSE_MAX_CONNECTIONS: '1000000',

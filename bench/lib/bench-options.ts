@@ -59,11 +59,11 @@ export interface BenchOptions {
   /** Alternating rounds per server (medians are reported). */
   lookupRounds: number;
 
-  /** 5. polling vs push: jobs watched, seconds each job takes, poll interval, seed job lengths. */
+  /** 5. polling vs push: jobs watched, seconds each job takes, poll interval, job lengths. */
   watchJobs: number;
   jobSeconds: number;
   pollIntervalMs: number;
-  /** The seed's jobs took 180–300 s; targets are judged at the first (shortest) length. */
+  /** The original system's jobs took 180–300 s; targets are judged at the first (shortest). */
   seedJobSeconds: number[];
 
   /** 6. queue: jobs, worker concurrency, templates per job, submissions in flight, database. */

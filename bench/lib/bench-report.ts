@@ -10,7 +10,7 @@ export interface ResultRow {
   bare?: number;
 }
 
-/** One of the targets, judged on this run's figures. */
+/** One of the benchmark's targets, judged on this run's figures. */
 export interface TargetResult {
   target: string;
   /** The figure the target is judged on, in words (ratio and values). */

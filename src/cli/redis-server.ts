@@ -3,7 +3,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 
+/** How {@link RedisServer.start} runs redis-server. */
 export interface RedisServerOptions {
+  /** Port it listens on. */
   port: number;
   /** Where the AOF and RDB files go; `undefined` runs without persistence (tests). */
   dir?: string;
@@ -20,6 +22,7 @@ export class RedisServerError extends Error {
   override readonly name = 'RedisServerError';
 }
 
+/** What to tell someone without redis-server: how to install it, or how to name another Redis. */
 export const REDIS_INSTALL_HINT =
   'Install it (Debian/Ubuntu: `sudo apt-get install -y redis-server`, macOS: `brew install redis`) or set REDIS_URL to a running Redis.';
 
@@ -33,8 +36,8 @@ function alive(pid: number): boolean {
 }
 
 /**
- * A `redis-server` child process on loopback. With a `dir` it keeps data there with the
- * seed's production settings (AOF on, `save 60 1000`) and replaces a server that an earlier,
+ * A `redis-server` child process on loopback. With a `dir` it keeps data there with production
+ * settings (AOF on, `save 60 1000`) and replaces a server that an earlier,
  * killed run left behind on that directory.
  */
 export class RedisServer {
@@ -46,6 +49,10 @@ export class RedisServer {
     readonly port: number,
   ) {}
 
+  /**
+   * Starts redis-server and resolves once it accepts connections; rejects with a
+   * {@link RedisServerError} that says how to fix what went wrong (not installed, port taken).
+   */
   static async start({
     port,
     dir,
@@ -76,7 +83,7 @@ export class RedisServer {
     const server = new RedisServer(`redis://${bind}:${port}`, port);
     // A process group of its own: Ctrl-C in a terminal signals the whole foreground group, and
     // a Redis that quit on that signal by itself would leave the parts still draining through it
-    // hanging on reconnects. It is stopped by stop(), last, after the parts that use it.
+    // hanging on reconnects. It is stopped by close(), last, after the parts that use it.
     const child = spawn('redis-server', args, {
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,

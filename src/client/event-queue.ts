@@ -21,6 +21,7 @@ export class EventQueue<T> implements AsyncIterable<T> {
     private readonly limit = Number.POSITIVE_INFINITY,
   ) {}
 
+  /** Hands an item to a waiting reader, or keeps it (dropping the oldest past `limit`). */
   push(item: T): void {
     if (this.ended) return;
     const waiter = this.waiter;

@@ -55,7 +55,7 @@ export interface JobWatchOptions extends WatchOptions {
    * the client's `streamToken` source, if it has one, or fails with `UNAUTHORIZED`.
    */
   streamToken?: string | StreamTokenSource;
-  /** Interval between status lookups while polling. @defaultValue 2000 (the seed's) */
+  /** Interval between status lookups while polling. @defaultValue 2000 */
   pollIntervalMs?: number;
   /**
    * Consecutive failed SSE attempts (network errors, 5xx, streams that drop before delivering
@@ -67,6 +67,7 @@ export interface JobWatchOptions extends WatchOptions {
 
 /** What a job watch needs from its client. */
 export interface JobWatchHttp extends WatchHttp {
+  /** `GET /v1/triton/jobs/{id}`: the status document, cache first. */
   getJob(jobId: string, signal: AbortSignal): Promise<JobStatusDocument>;
 }
 

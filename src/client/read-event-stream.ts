@@ -6,18 +6,23 @@ export interface SseMessage {
   id: string | undefined;
   /** The `event:` field; `message` when the event has none, as in a browser's EventSource. */
   event: string;
+  /** The event's data lines, joined with LF. */
   data: string;
 }
 
 /** What reading a stream reports besides events: comments and `retry:` values. */
 export interface EventStreamHandlers {
+  /** Each dispatched event, in order. */
   onEvent(message: SseMessage): void;
+  /** Each comment's text (the heartbeat, the closing comment), without its leading colon. */
   onComment?(text: string): void;
+  /** Each `retry:` value: how long the server asks a client to wait before reconnecting. */
   onRetry?(ms: number): void;
 }
 
 /** Incremental SSE parsing of text chunks, split anywhere. */
 export interface EventStreamParser {
+  /** Parses the next piece of the stream, reporting what it completes. */
   feed(text: string): void;
   /** The id a reconnecting client sends as `Last-Event-ID`. */
   readonly lastId: string | undefined;
@@ -27,7 +32,7 @@ export interface EventStreamParser {
  * An SSE parser: the WHATWG line handling (CRLF, CR or LF, split anywhere; `field: value` with
  * one optional space; an event without data is not dispatched; an `id` with NUL is ignored) is
  * eventsource-parser's, the parser the AI SDKs and Trigger.dev use, which measured 7–10× faster
- * than the one this replaced on mare's streams. Two things it leaves to its caller are done here:
+ * than a hand-written one on mare's streams. Two things it leaves to its caller are done here:
  * the last event id persists from one event to the next, and an unnamed event is a `message`.
  *
  * A leading BOM is the decoder's to strip (`TextDecoder` does): this takes text. Two corners

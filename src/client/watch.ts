@@ -38,7 +38,7 @@ export interface WatchOptions {
   idleTimeoutMs?: number;
 }
 
-/** The HTTP a watch needs from its client: raw streaming requests and status lookups. */
+/** The HTTP every watch needs from its client: raw streaming requests. */
 export interface WatchHttp {
   /** GET `path` as an SSE request; resolves with the response, whatever its status. */
   openStream(path: string, signal: AbortSignal): Promise<Response>;
@@ -77,7 +77,7 @@ export abstract class Watch<T, R> implements AsyncIterable<T> {
   private rejectDone!: (err: Error) => void;
   private readonly externalSignal: AbortSignal | undefined;
   private readonly onExternalAbort = () => this.close();
-  /** Delay before the next reconnection; the server's `retry:` replaces it. */
+  /** First delay of the reconnection backoff; the server's `retry:` replaces it. */
   protected retryMs: number;
   protected readonly maxRetryMs: number;
   protected readonly idleTimeoutMs: number;
@@ -157,7 +157,6 @@ export abstract class Watch<T, R> implements AsyncIterable<T> {
     if (!this.ended) this.queue.push(item);
   }
 
-  /** True once the watch ended or was closed: loops check it after every await. */
   /**
    * What a failed attempt leaves to retry with: the error, and how long the server asked to
    * wait (Retry-After). An error that retrying cannot fix is thrown instead.
@@ -186,6 +185,7 @@ export abstract class Watch<T, R> implements AsyncIterable<T> {
     await sleep(delayMs, this.controller.signal);
   }
 
+  /** True once the watch ended or was closed: loops check it after every await. */
   protected get stopped(): boolean {
     return this.ended || this.controller.signal.aborted;
   }

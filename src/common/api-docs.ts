@@ -3,9 +3,13 @@ import swaggerUi from '@fastify/swagger-ui';
 import { jsonSchemaTransform } from 'fastify-type-provider-zod';
 import type { HttpApp } from './http.js';
 
+/** What the OpenAPI document says about the API as a whole. */
 export interface ApiDocsOptions {
+  /** The API's name (`info.title`). */
   title: string;
+  /** What the API is for, in a sentence or two (`info.description`). */
   description: string;
+  /** @defaultValue '1.0.0' */
   version?: string;
 }
 

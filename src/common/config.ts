@@ -147,7 +147,7 @@ const EnvSchema = z.object({
   /** Redis for the queue, events and (by default) the gateway's cache. Unset: `npm start` runs one. */
   REDIS_URL: redisUrl.optional(),
   /**
-   * The same Redis named in parts, as the seed's triton configured it: any of these, instead of
+   * The same Redis named in parts, as the original triton configured it: any of these, instead of
    * REDIS_URL (or agreeing with it), points every part at 127.0.0.1:6379, database 0, no
    * password, except for what they say.
    */
@@ -252,7 +252,7 @@ const EnvSchema = z.object({
   /** Reconnection delay that SSE clients are told (`retry:`). */
   SSE_RETRY_MS: positiveInt(2000),
   SSE_MAX_CONNECTIONS: positiveInt(20_000),
-  /** Unsent bytes above which an SSE connection is congested (its progress events coalesce). */
+  /** Unsent bytes above which an SSE connection is congested (its progress and text merge). */
   SSE_HIGH_WATER_BYTES: positiveInt(64 * 1024),
   /** Events waiting on a congested SSE connection beyond which it is cut (the client resumes). */
   SSE_MAX_PENDING_EVENTS: positiveInt(256),
@@ -269,8 +269,13 @@ const EnvSchema = z.object({
   WRITE_RATE_LIMIT_PER_MINUTE: nonNegativeInt(120),
 });
 
+/** The environment as the schema parsed it: every variable typed, defaults applied. */
 export type Env = z.infer<typeof EnvSchema>;
 
+/**
+ * What every part reads: logging, where Redis and the data are, HTTP limits, rate limits and
+ * shutdown. Each field is the variable of the same meaning in `.env.example`.
+ */
 export interface CommonConfig {
   logLevel: Env['LOG_LEVEL'];
   logFormat: Env['LOG_FORMAT'];
@@ -294,6 +299,7 @@ export interface CommonConfig {
   shutdownTimeoutMs: number;
 }
 
+/** What triton-api and its workers read: the generator, the database, the queue and history. */
 export interface TritonConfig {
   generator: GeneratorConfig;
   port: number;
@@ -314,6 +320,7 @@ export interface TritonConfig {
   history: { ttlSeconds: number; maxPerJob: number; maxGlobal: number };
 }
 
+/** What mare-api reads: its port, triton-api and its Redis, the results cache and SSE limits. */
 export interface MareConfig {
   port: number;
   tritonApiUrl: string;
@@ -329,6 +336,7 @@ export interface MareConfig {
   streamTokenTtlSeconds: number;
 }
 
+/** The whole configuration, read once at start by {@link loadConfig} and frozen. */
 export interface Config {
   common: CommonConfig;
   triton: TritonConfig;

@@ -5,7 +5,14 @@ import Fastify, {
   type FastifyReply,
 } from 'fastify';
 import type { FastifyChildLoggerFactory } from 'fastify/types/logger.js';
-import { createServer, STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  ServerResponse,
+  STATUS_CODES,
+  type IncomingMessage,
+  type OutgoingHttpHeader,
+  type OutgoingHttpHeaders,
+} from 'node:http';
 import type { Socket } from 'node:net';
 import {
   hasZodFastifySchemaValidationErrors,
@@ -40,6 +47,44 @@ export const RESPONSE_POLICY_HEADERS: Readonly<Record<string, string>> = Object.
 });
 const POLICY_ENTRIES = Object.entries(RESPONSE_POLICY_HEADERS);
 const POLICY_RAW = POLICY_ENTRIES.map(([name, value]) => `${name}: ${value}\r\n`).join('');
+const [FIRST_POLICY_HEADER = ''] = Object.keys(RESPONSE_POLICY_HEADERS);
+
+/**
+ * A response that adds the policy headers as its head is written, whoever writes it (Fastify,
+ * the fast path, an SSE stream, or Node for an answer with no head of its own). They are added
+ * to the head, not set ahead with `setHeader`: a header set ahead turns every later one into a
+ * stored entry, and an idle SSE connection would keep all of them for as long as it is open.
+ */
+class PolicyResponse extends ServerResponse {
+  override writeHead(
+    statusCode: number,
+    reasonOrHeaders?: string | OutgoingHttpHeaders | OutgoingHttpHeader[],
+    maybeHeaders?: OutgoingHttpHeaders | OutgoingHttpHeader[],
+  ): this {
+    const reason = typeof reasonOrHeaders === 'string' ? reasonOrHeaders : undefined;
+    const given = typeof reasonOrHeaders === 'string' ? maybeHeaders : reasonOrHeaders;
+    let headers: OutgoingHttpHeaders | OutgoingHttpHeader[];
+    if (Array.isArray(given)) {
+      headers = given.includes(FIRST_POLICY_HEADER) ? given : [...given, ...POLICY_ENTRIES.flat()];
+    } else if (given && FIRST_POLICY_HEADER in given) {
+      headers = given;
+    } else if (this.hasHeader(FIRST_POLICY_HEADER)) {
+      headers = given ?? {};
+    } else {
+      headers = { ...RESPONSE_POLICY_HEADERS, ...given };
+    }
+    if (reason === undefined) super.writeHead(statusCode, headers);
+    else super.writeHead(statusCode, reason, headers);
+    // Node keeps the head it built (`_header`, written as latin-1 with the first chunk) for the
+    // response's life, as a rope of a few dozen pieces: one flat copy of the same text is about
+    // 800 bytes less for every SSE connection held open.
+    const built = this as unknown as { _header?: unknown };
+    if (typeof built._header === 'string') {
+      built._header = Buffer.from(built._header, 'latin1').toString('latin1');
+    }
+    return this;
+  }
+}
 
 /** HTTP status of each error code: the one place codes meet statuses. */
 const STATUS_OF: Record<ErrorCode, number> = {
@@ -67,6 +112,7 @@ const STATUS_OF: Record<ErrorCode, number> = {
   INTERNAL: 500,
 };
 
+/** The HTTP status an error code is answered with. */
 export function statusOf(code: ErrorCode): number {
   return STATUS_OF[code];
 }
@@ -181,6 +227,7 @@ export function routeTable(app: HttpApp): readonly RouteEntry[] {
   return routeTables.get(app) ?? [];
 }
 
+/** A Fastify instance as {@link createHttpApp} makes it: the house's logger and zod schemas. */
 export type HttpApp = FastifyInstance<
   import('node:http').Server,
   import('node:http').IncomingMessage,
@@ -189,7 +236,9 @@ export type HttpApp = FastifyInstance<
   ZodTypeProvider
 >;
 
+/** How {@link createHttpApp} builds an API's server. */
 export interface HttpAppOptions {
+  /** Where Fastify logs (unhandled errors; requests are not logged one by one). */
   logger: Logger;
   /** Largest accepted body. @defaultValue 64 KiB */
   bodyLimit?: number;
@@ -204,7 +253,7 @@ export interface HttpAppOptions {
 
 /**
  * A Fastify instance with the house rules: zod-validated routes, JSON bodies only (an empty
- * body is fine: the seed's curl sends `Content-Type: application/json` with none), and every
+ * body is fine: a plain `curl -X POST -H 'Content-Type: application/json'` sends none), and every
  * error as `{"error": {"code", "message"}}` with the right status, a 5xx never leaking its cause.
  */
 export function createHttpApp({
@@ -222,8 +271,7 @@ export function createHttpApp({
     trustProxy,
     // Our own server, so that every answer gets the policy headers before anything writes it.
     serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => {
-      const server = createServer((req, res) => {
-        for (const [name, value] of POLICY_ENTRIES) res.setHeader(name, value);
+      const server = createServer({ ServerResponse: PolicyResponse }, (req, res) => {
         if (fastPath) fastPath(req, res, () => handler(req, res));
         else handler(req, res);
       });

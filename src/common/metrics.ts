@@ -3,7 +3,10 @@ import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 import { AppError } from '../contract/index.js';
 import { sendError, type HttpApp } from './http.js';
 
-/** A service's own Prometheus registry, with Node's process metrics under `prefix`. */
+/**
+ * A service's own Prometheus registry, with Node's process metrics (unprefixed, as
+ * prom-client names them); every metric in it carries the label `service`.
+ */
 export function createRegistry(service: string): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ service });
@@ -16,6 +19,7 @@ export const LATENCY_BUCKETS = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 ];
 
+/** Request durations by method, route pattern and status code. */
 export type HttpDurationHistogram = Histogram<'method' | 'route' | 'status_code'>;
 
 /** `{prefix}_http_request_duration_seconds`, by method, route pattern and status code. */

@@ -11,6 +11,7 @@ import type { RedisClient } from './redis.js';
 /** The kinds of request that are limited, each with its own count per client. */
 export type RateLimitKind = 'submit' | 'write';
 
+/** How {@link registerRateLimits} counts, and where. */
 export interface RateLimitsOptions {
   /** Job submissions per client per minute; 0 turns the limit off. */
   submitPerMinute: number;

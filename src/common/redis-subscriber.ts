@@ -9,6 +9,7 @@ import {
   waitForRedis,
   type RedisTarget,
 } from './redis.js';
+import { RepeatedErrorLog } from './repeated-error-log.js';
 
 /**
  * How a channel is published: `classic` (PUBLISH: on a cluster every node hears it) or
@@ -77,8 +78,10 @@ export class RedisSubscriber {
   /** Channels with at least one holder, per kind. */
   private readonly held: Record<ChannelKind, number> = { classic: 0, sharded: 0 };
   private closing: Promise<void> | undefined;
+  private readonly errors: RepeatedErrorLog;
 
   constructor(private readonly o: RedisSubscriberOptions) {
+    this.errors = new RepeatedErrorLog(o.logger);
     const lost = (kind: ChannelKind) => this.reconfirm(kind);
     this.transport = o.target.cluster
       ? new ClusterTransport(o, lost)
@@ -141,12 +144,8 @@ export class RedisSubscriber {
               hold.confirmed = losses === this.losses[hold.kind];
               attempt = 0;
             } catch (err) {
-              if (attempt === 0) {
-                this.o.logger.warn(
-                  { channel, err: (err as Error).message },
-                  'Subscribing failed; retrying',
-                );
-              }
+              // Every held channel fails alike while Redis is away: one line says it for all.
+              if (attempt === 0) this.errors.warn(err, 'Subscribing failed; retrying', { channel });
               await sleep(backoff(attempt++));
             }
           } else {

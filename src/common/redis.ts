@@ -13,11 +13,15 @@ export interface RedisTarget {
   readonly cluster: boolean;
 }
 
+/** How a connection made by {@link createRedis} (or a cluster's) names itself and logs. */
 export interface RedisConnectionOptions {
   /** Shown in logs and as the connection's `CLIENT SETNAME`. */
   name: string;
   logger: Logger;
-  /** BullMQ's blocking connections need this null; others fail fast while disconnected. */
+  /**
+   * BullMQ's blocking connections need this null; others fail fast while disconnected.
+   * @defaultValue 3
+   */
   maxRetriesPerRequest?: number | null;
   /** Extra ioredis options. */
   options?: RedisOptions;
@@ -44,7 +48,7 @@ export function createRedis(
     down = false;
   });
   redis.on('error', (err: Error) => {
-    if (!down) logger.warn({ redis: name, err: err.message }, `Redis connection "${name}" failed`);
+    if (!down) logger.warn({ redis: name, err }, `Redis connection "${name}" failed`);
     down = true;
   });
   redis.on('end', () => {
@@ -208,7 +212,7 @@ export function createRedisCluster(
     down = false;
   });
   cluster.on('error', (err: Error) => {
-    if (!down) logger.warn({ redis: name, err: err.message }, `Redis connection "${name}" failed`);
+    if (!down) logger.warn({ redis: name, err }, `Redis connection "${name}" failed`);
     down = true;
   });
   // While a failed master is being replaced every retry fails again: one line a minute per node.
@@ -217,7 +221,7 @@ export function createRedisCluster(
     const now = Date.now();
     if (now - (nodeFailureLogged.get(node) ?? -Infinity) < 60_000) return;
     nodeFailureLogged.set(node, now);
-    logger.warn({ redis: name, node, err: err.message }, `Redis node ${node} of "${name}" failed`);
+    logger.warn({ redis: name, node, err }, `Redis node ${node} of "${name}" failed`);
   });
   cluster.on('end', () => {
     down = true;

@@ -1,5 +1,6 @@
 import type { Logger } from './logger.js';
 
+/** How often a {@link RepeatedErrorLog} repeats itself, and how much it remembers. */
 export interface RepeatedErrorLogOptions {
   /** The same failure is logged again at most this often. @defaultValue 60000 */
   intervalMs?: number;

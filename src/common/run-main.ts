@@ -3,6 +3,7 @@ import { createLogger, type Logger } from './logger.js';
 
 /** Something `runMain` started and must stop on SIGINT/SIGTERM. */
 export interface Closeable {
+  /** Drains and closes; resolves once everything it started has stopped. */
   close(): Promise<void>;
 }
 

@@ -25,6 +25,7 @@ export const ERROR_CODES = [
   'SHUTTING_DOWN',
   'INTERNAL',
 ] as const;
+/** One stable error code (docs/contract.md lists each with its HTTP status). */
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
 /** Every error response body: `{"error": {"code", "message"}}`. */

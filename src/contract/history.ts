@@ -19,7 +19,10 @@ import { SnapshotDraft } from './job-status.js';
  * global history, so that resuming after it is one `XRANGE` from that position. The older form
  * `{job_id}:{seq}` is still accepted; it is resolved through the job's history (field `g`).
  */
+
+/** Field of every history entry holding the event's JSON, exactly as published. */
 export const HISTORY_FIELD_EVENT = 'e';
+/** Field of a job's history entry holding the id of the same event in the global history. */
 export const HISTORY_FIELD_GLOBAL_ID = 'g';
 
 /** Stream entry id of a job's event with this `seq`. */

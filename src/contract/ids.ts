@@ -1,8 +1,9 @@
 import { z } from 'zod';
 
 /**
- * Any RFC 4122-shaped id, the nil UUID included: the seed's failure drill submits
- * `00000000-0000-0000-0000-000000000000`, which must be accepted and then fail as a job.
+ * Any RFC 4122-shaped id, the nil UUID included: a job submitted for client
+ * `00000000-0000-0000-0000-000000000000` must be accepted and then fail as a job (the failure
+ * drill of the compatibility suite, docs/contract.md).
  */
 export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 

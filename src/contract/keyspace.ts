@@ -1,8 +1,8 @@
 /**
  * Every Redis channel and key the system uses, in one place. With the default empty prefix
- * the names are exactly the seed's (`triton:jobs:all`, `triton:jobs:{job_id}`,
- * `triton:job:result:{job_id}`); a prefix lets several deployments (or test runs) share one
- * Redis without seeing each other.
+ * the names the original system promised are kept exactly (`triton:jobs:all`,
+ * `triton:jobs:{job_id}`, `triton:job:result:{job_id}`: docs/contract.md); a prefix lets several
+ * deployments (or test runs) share one Redis without seeing each other.
  *
  * The same names serve a single server and a Redis Cluster. On a cluster a key's slot is the
  * hash of its hash tag (the text between its first `{` and the next `}`), so:

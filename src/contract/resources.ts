@@ -42,12 +42,14 @@ const MultiLine = (max: number) =>
     .min(1, 'must not be empty')
     .max(max, `must be at most ${max} characters`);
 
+/** Body of `POST /clients/`: a client's name and industry, one line each; nothing else. */
 export const CreateClientBody = z.strictObject({
   name: OneLine(200),
   industry: OneLine(100),
 });
 export type CreateClientBody = z.infer<typeof CreateClientBody>;
 
+/** A client as both APIs answer it. */
 export const Client = z.object({
   id: Uuid,
   name: z.string(),
@@ -56,9 +58,11 @@ export const Client = z.object({
 });
 export type Client = z.infer<typeof Client>;
 
+/** `GET /clients/`: a page of clients, newest first. */
 export const ClientList = z.object({ clients: z.array(Client) });
 export type ClientList = z.infer<typeof ClientList>;
 
+/** Body of `POST /clients/{client_id}/value-propositions`: what the client offers. */
 export const CreateValuePropositionBody = z.strictObject({
   content: MultiLine(5000),
   /** An active proposition replaces the client's previous active one. @defaultValue true */
@@ -66,6 +70,7 @@ export const CreateValuePropositionBody = z.strictObject({
 });
 export type CreateValuePropositionBody = z.input<typeof CreateValuePropositionBody>;
 
+/** A value proposition as both APIs answer it: a job writes its templates from the active one. */
 export const ValueProposition = z.object({
   id: Uuid,
   client_id: Uuid,
@@ -75,6 +80,7 @@ export const ValueProposition = z.object({
 });
 export type ValueProposition = z.infer<typeof ValueProposition>;
 
+/** `GET /clients/{client_id}/value-propositions`: every proposition of a client. */
 export const ValuePropositionList = z.object({ value_propositions: z.array(ValueProposition) });
 
 /** The kinds of template a job writes, in order. */
@@ -91,9 +97,9 @@ export const TEMPLATE_KINDS = [
 export const TemplateKind = z.enum(TEMPLATE_KINDS);
 export type TemplateKind = z.infer<typeof TemplateKind>;
 
-/** What a job's model calls cost so far: tokens, requests, and time spent waiting on the model. */
 const Count = z.number().int().nonnegative();
 
+/** What a job's model calls cost so far: tokens, requests, and time spent waiting on the model. */
 export const JobUsage = z.object({
   prompt_tokens: Count,
   completion_tokens: Count,
@@ -126,5 +132,6 @@ export const Template = z.object({
 });
 export type Template = z.infer<typeof Template>;
 
+/** A list of templates (a client's, newest first; a job's, in order). */
 export const TemplateList = z.object({ templates: z.array(Template) });
 export type TemplateList = z.infer<typeof TemplateList>;

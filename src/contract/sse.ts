@@ -8,9 +8,10 @@ import {
 
 /**
  * Server-Sent Events wire format (WHATWG HTML §9.2), as mare-api writes it; any spec-following
- * parser reads it (the client uses eventsource-parser).
- * Events carry no `event:` field, so a browser's `EventSource.onmessage` sees every one of them,
- * as the seed's page expects.
+ * parser reads it (the client uses eventsource-parser). docs/contract.md describes it whole.
+ * Job events and snapshots carry no `event:` field, so a browser's `EventSource.onmessage` sees
+ * every one of them (pages written for the original system listen only there); the all-jobs
+ * stream's `resync` is the one named event.
  */
 
 /** Comment written after a job's terminal event, just before the stream closes. */
@@ -34,8 +35,8 @@ export function snapshotFrame(
 export const HEARTBEAT_FRAME = ': heartbeat\n\n';
 
 /**
- * One SSE event frame. `id` must not contain CR or LF (ids here are numbers and
- * `{uuid}:{seq}`); `data` is split into one `data:` line per line of text.
+ * One SSE event frame. `id` must not contain CR or LF (ids here are a job's `seq`, an all-jobs
+ * `{job_id}:{seq}:{stream_id}`, or empty); `data` is split into one `data:` line per line of text.
  */
 export function formatSseEvent(id: string | number, data: string, event?: string): string {
   const idLine = `id: ${String(id).replace(/[\r\n]/g, '')}\n`;

@@ -12,6 +12,7 @@ const LOOKUP_PATH =
   /^\/v1\/triton\/jobs\/([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$/;
 const ROUTE = '/v1/triton/jobs/:job_id';
 
+/** What the fast path answers from and reports to: the same cache, metrics and log as the route. */
 export interface CachedLookupFastPathOptions {
   cache: ResultsCache;
   metrics: MareMetrics;
@@ -39,7 +40,7 @@ function knownPrincipal(keys: ApiKeys, req: IncomingMessage): Principal | undefi
 /**
  * Answers `GET /v1/triton/jobs/{id}` for cached jobs straight from the cache, before the
  * framework's routing, hooks and validation: the lookup every watcher of a finished job makes,
- * and the one the seed promises in under 50 ms. It answers exactly what the routed handler
+ * and one that must answer well within 50 ms. It answers exactly what the routed handler
  * would (same body, headers and metrics). A miss, or a cache that does not answer, is handed
  * to the router, which asks the cache again and then triton-api.
  */

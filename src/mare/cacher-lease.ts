@@ -19,6 +19,7 @@ interface LeaseCommands {
   tritonReleaseLease(key: string, holder: string): Promise<number>;
 }
 
+/** Where the lease lives, how long it lasts, and whom to tell when this gateway gains or loses it. */
 export interface CacherLeaseOptions {
   /** The Redis holding the results cache (and so the lease); its owner closes it. */
   redis: RedisClient;
@@ -121,7 +122,7 @@ export class CacherLease {
     } catch (err) {
       // Redis does not answer: the lease lapses for everyone alike; stop once it has for us.
       if (this.held && Date.now() >= this.expiresAt) {
-        logger.warn({ err: (err as Error).message }, 'The cacher lease lapsed');
+        logger.warn({ err }, 'The cacher lease lapsed');
         this.lose();
       }
     }

@@ -6,6 +6,7 @@ import type { MareMetrics } from './mare-metrics.js';
 import type { ResultsCache } from './results-cache.js';
 import type { TritonClient } from './triton-client.js';
 
+/** A status lookup's answer, as the route sends it. */
 export interface LookupResult {
   /** The status document's JSON. */
   json: string;
@@ -44,6 +45,11 @@ export class JobLookup {
     this.errors = new RepeatedErrorLog(logger);
   }
 
+  /**
+   * The job's status document as JSON text, from the cache or else from triton-api; throws
+   * triton-api's error (`JOB_NOT_FOUND`, `UPSTREAM_…`) when it cannot say. With `principal`
+   * (auth on), another tenant's job is not found, whether cached or not.
+   */
   async json(jobId: string, principal?: Principal): Promise<LookupResult> {
     let cached: string | null = null;
     try {
@@ -69,6 +75,7 @@ export class JobLookup {
     return { json: JSON.stringify(doc), cached: false };
   }
 
+  /** The same lookup, parsed. */
   async document(jobId: string, principal?: Principal): Promise<JobStatusDocument> {
     const { json } = await this.json(jobId, principal);
     return JobStatusDocument.parse(JSON.parse(json));

@@ -14,11 +14,15 @@ import { registerJobRoutes } from './routes/job-routes.js';
 import { registerSseRoutes } from './routes/sse-routes.js';
 import { registerWebRoutes } from './routes/web-routes.js';
 
+/** What mare-api's HTTP server is built with, besides the routes' shared {@link MareContext}. */
 export interface MareApiOptions {
+  /** The registry `/metrics` serves. */
   registry: Registry;
+  /** Checks `/ready` runs, by the name it reports. */
   readiness: Record<string, ReadinessCheck>;
+  /** Largest accepted body. @defaultValue 64 KiB */
   bodyLimit?: number;
-  /** Peers trusted to name the client (X-Forwarded-For). */
+  /** Peers trusted to name the client (X-Forwarded-For). @defaultValue false */
   trustProxy?: boolean | string;
   /** Times requests by route; shared with the fast path, which answers some before routing. */
   httpDuration?: HttpDurationHistogram;

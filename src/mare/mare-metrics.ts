@@ -1,7 +1,10 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { LATENCY_BUCKETS } from '../common/metrics.js';
 
-/** mare-api's Prometheus metrics: subscriber lag (the seed's name), cache, SSE. */
+/**
+ * mare-api's Prometheus metrics: subscriber lag (under the name the original system's dashboards
+ * query), events received, cache lookups, SSE connections and delivery.
+ */
 export class MareMetrics {
   readonly subscriberLag: Histogram;
   readonly eventsReceived: Counter<'event_type' | 'channel'>;

@@ -34,17 +34,22 @@ import { TritonEventSubscriber } from './triton-event-subscriber.js';
 /** How long the cacher's lease lasts unrenewed: the longest a crashed cacher's jobs go uncached. */
 const CACHER_LEASE_MS = 15_000;
 
+/** What {@link startMare} runs from: the configuration and the process's logger. */
 export interface StartMareOptions {
   common: CommonConfig;
   mare: MareConfig;
+  /** The root logger; mare-api logs through a child with `service: mare-api`. */
   logger: Logger;
   /** Port to listen on instead of the configured one (0: any free port). */
   port?: number;
 }
 
+/** A running mare-api, for its launcher and for tests. */
 export interface MareService {
+  /** Where this machine reaches it. */
   readonly url: string;
   readonly app: HttpApp;
+  /** Its open SSE connections. */
   readonly hub: SseHub;
   /** Ends SSE streams (telling clients when to come back), then closes everything. Safe to call twice. */
   close(): Promise<void>;

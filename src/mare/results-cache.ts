@@ -6,10 +6,12 @@ import {
 } from '../contract/index.js';
 import type { RedisClient } from '../common/redis.js';
 
+/** Where the results cache keeps documents, and for how long. */
 export interface ResultsCacheOptions {
+  /** The cache's Redis; its owner closes it. */
   redis: RedisClient;
   keyspace: Keyspace;
-  /** @defaultValue 3600 (the seed's one hour) */
+  /** Seconds a cached document lives (`RESULT_CACHE_TTL_SECONDS`). @defaultValue 3600 (one hour) */
   ttlSeconds?: number;
 }
 
@@ -33,6 +35,7 @@ export class ResultsCache {
     return this.redis.get(this.keyspace.jobResultKey(jobId));
   }
 
+  /** Caches a finished job's document for `ttlSeconds`. */
   async set(doc: JobStatusDocument): Promise<void> {
     await this.redis.set(
       this.keyspace.jobResultKey(doc.job_id),

@@ -12,9 +12,13 @@ const HEARTBEAT_SLICE = 500;
  * every job's while an all-jobs stream is open. Each `watch…` resolves once they flow.
  */
 export interface EventSubscriptions {
+  /** A stream here watches the job: its events are to flow (held once per call). */
   watchJob(jobId: string): Promise<void>;
+  /** A stream of the job closed: one hold of {@link EventSubscriptions.watchJob} is let go. */
   unwatchJob(jobId: string): void;
+  /** An all-jobs stream opened: every job's events are to flow (held once per call). */
   watchAll(): Promise<void>;
+  /** An all-jobs stream closed: one hold of {@link EventSubscriptions.watchAll} is let go. */
   unwatchAll(): void;
 }
 

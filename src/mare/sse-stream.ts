@@ -71,8 +71,9 @@ export class SseWriteBatch {
 /** How one SSE connection buffers for a client that does not keep up. */
 export interface SseStreamOptions {
   /**
-   * Unsent bytes above which a connection counts as congested: its events wait (progress
-   * coalesced, latest wins) until the socket drains. @defaultValue 64 KiB
+   * Unsent bytes above which a connection counts as congested: its events wait (a job's
+   * progress coalesced, latest wins; a template's deltas joined) until the socket drains.
+   * @defaultValue 64 KiB
    */
   highWaterBytes?: number;
   /** Events waiting on a congested connection beyond which it is cut (it can resume). @defaultValue 256 */
@@ -86,10 +87,10 @@ export interface SseStreamOptions {
 /**
  * One SSE response. Until it opens it buffers live events, so that nothing published while
  * history is being read is lost. Once open it writes events as they come, unless the client
- * stops reading: then events wait in a bounded queue where consecutive events of one kind
- * merge (a job's newer progress replaces its older progress; lifecycle events are never
- * dropped), and past the bound the connection is cut; the client resumes from its
- * Last-Event-ID.
+ * stops reading: then events wait in a bounded queue, where an event merges into its job's last
+ * waiting one when that is of the same kind (newer progress replaces older; a template's deltas
+ * are joined into one; lifecycle events are never merged or dropped), and past the bound the
+ * connection is cut; the client resumes from its Last-Event-ID.
  */
 export abstract class SseStream {
   /** True once the response ended or the client went away. */

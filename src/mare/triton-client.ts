@@ -15,6 +15,7 @@ import {
   type CreateValuePropositionBody,
 } from '../contract/index.js';
 
+/** Where triton-api is, and how long to wait for it. */
 export interface TritonClientOptions {
   /** triton-api's base URL, without a trailing slash. */
   baseUrl: string;
@@ -93,6 +94,7 @@ export class TritonClient {
     return this.request('POST', path, JobAccepted, undefined, this.headersFor(caller));
   }
 
+  /** A job's status document (`JOB_NOT_FOUND` when triton-api has no such job). */
   getJob(jobId: string, caller: Caller = {}): Promise<JobStatusDocument> {
     return this.request(
       'GET',
@@ -109,20 +111,24 @@ export class TritonClient {
     return this.request('POST', path, JobStatusDocument, undefined, this.headersFor(caller));
   }
 
+  /** A job's stored templates, in order. */
   listJobTemplates(jobId: string, caller: Caller = {}): Promise<TemplateList> {
     const path = `/jobs/${jobId}/templates`;
     return this.request('GET', path, TemplateList, undefined, this.headersFor(caller));
   }
 
+  /** A page of clients, newest first. */
   listClients(page: { limit: number; offset: number }, caller: Caller = {}): Promise<ClientList> {
     const path = `/clients/?limit=${page.limit}&offset=${page.offset}`;
     return this.request('GET', path, ClientList, undefined, this.headersFor(caller));
   }
 
+  /** Creates a client for `caller`. */
   createClient(body: CreateClientBody, caller: Caller = {}): Promise<Client> {
     return this.request('POST', '/clients/', Client, body, this.headersFor(caller));
   }
 
+  /** Adds a client's value proposition for `caller`. */
   createValueProposition(
     clientId: string,
     body: CreateValuePropositionBody,

@@ -6,6 +6,7 @@ import type { RedisTarget } from '../common/redis.js';
 /** Which channel an event came by. */
 export type EventRoute = 'job' | 'all';
 
+/** Where a gateway's events come from, and who is told about them. */
 export interface TritonEventSubscriberOptions {
   /** The Redis carrying triton's events; the subscriber opens its own connections to it. */
   target: RedisTarget;
@@ -103,9 +104,12 @@ export class TritonEventSubscriber {
         throw new EventDecodeError(`an event of job ${event.job_id} on ${channel}`);
       }
     } catch (err) {
-      const reason = err instanceof EventDecodeError ? err.message : String(err);
+      // A message that is not an event is bad input, said in `reason`; anything else thrown
+      // here is a fault of ours, logged with its stack.
+      const decoding = err instanceof EventDecodeError;
+      const reason = decoding ? err.message : String(err);
       logger.warn(
-        { reason, bytes: message.length, channel },
+        { reason, bytes: message.length, channel, ...(decoding ? {} : { err }) },
         'Ignoring a malformed message on the events channel',
       );
       onInvalid?.(reason);

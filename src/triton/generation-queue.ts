@@ -8,8 +8,10 @@ export interface GenerationJobData {
   client_id: string;
 }
 
+/** The BullMQ queue of generation jobs. */
 export type GenerationQueue = Queue<GenerationJobData>;
 
+/** Where the queue lives, and how often a job is tried. */
 export interface GenerationQueueOptions {
   /** Shared connection; BullMQ does not close connections it was given. */
   connection: RedisClient;

@@ -18,7 +18,14 @@ export interface FailJobDeps {
  */
 export async function failJob(
   { store, publisher, logger, metrics }: FailJobDeps,
-  job: { jobId: string; clientId: string; message: string; startedAt?: Date | null },
+  job: {
+    jobId: string;
+    clientId: string;
+    message: string;
+    startedAt?: Date | null;
+    /** What failed it, when something was thrown: logged with its stack. */
+    cause?: unknown;
+  },
 ): Promise<boolean> {
   const completedAt = new Date();
   const durationMs = job.startedAt
@@ -42,7 +49,7 @@ export async function failJob(
     ...(doc?.tenant_id === undefined ? {} : { tenant_id: doc.tenant_id }),
   });
   metrics?.observeJob('failed', durationMs / 1000);
-  logger.warn({ job_id: job.jobId, err: job.message }, `Job ${job.jobId} failed`);
+  logger.warn({ job_id: job.jobId, err: job.cause ?? job.message }, `Job ${job.jobId} failed`);
   return true;
 }
 

@@ -14,8 +14,8 @@ export type LlmRequestOutcome =
   | 'aborted';
 
 /**
- * triton's Prometheus metrics: publishing (names from the seed), jobs, the queue, and the
- * language model's requests and tokens.
+ * triton's Prometheus metrics: publishing (under the names the original system's dashboards
+ * and alerts query), jobs, the queue, and the language model's requests and tokens.
  */
 export class TritonMetrics {
   readonly publishDuration: Histogram<'event_type'>;
@@ -91,21 +91,25 @@ export class TritonMetrics {
     });
   }
 
+  /** Counts one published event and how long its publish call took. */
   observePublish(type: JobEventType, seconds: number): void {
     this.publishDuration.observe({ event_type: type }, seconds);
     this.eventsPublished.inc({ event_type: type });
   }
 
+  /** Counts one finished job and how long it ran. */
   observeJob(outcome: 'completed' | 'failed' | 'cancelled', seconds: number): void {
     this.jobsFinished.inc({ outcome });
     this.jobDuration.observe({ outcome }, seconds);
   }
 
+  /** Counts one request to the language model and how long it took. */
   observeLlmRequest(outcome: LlmRequestOutcome, seconds: number): void {
     this.llmRequests.inc({ outcome });
     this.llmRequestDuration.observe({ outcome }, seconds);
   }
 
+  /** Adds a request's prompt and completion tokens. */
   countLlmTokens(usage: { prompt_tokens: number; completion_tokens: number }): void {
     if (usage.prompt_tokens > 0) this.llmTokens.inc({ kind: 'prompt' }, usage.prompt_tokens);
     if (usage.completion_tokens > 0) {

@@ -41,6 +41,7 @@ import { JobSweeper } from './worker/job-sweeper.js';
 import { createTemplateGenerator } from './worker/create-template-generator.js';
 import type { TemplateGenerator } from './worker/template-generator.js';
 
+/** What {@link startTriton} runs: the API, a worker or both, from the configuration. */
 export interface StartTritonOptions {
   common: CommonConfig;
   triton: TritonConfig;
@@ -57,6 +58,7 @@ export interface StartTritonOptions {
   port?: number;
 }
 
+/** A running triton process (API, worker or both), for its launcher and for tests. */
 export interface TritonService {
   /** Base URL of the API (or of a lone worker's health and metrics server), when there is one. */
   readonly url: string | undefined;

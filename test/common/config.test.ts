@@ -35,7 +35,7 @@ function configError(env: Record<string, string>): ConfigError {
 }
 
 describe('loadConfig', () => {
-  it("defaults to the seed's ports, a one-hour result cache and an embedded database", () => {
+  it('defaults to ports 8000 and 16000, a one-hour result cache and an embedded database', () => {
     const config = loadConfig({});
     expect(config.common).toMatchObject({
       logLevel: 'info',

@@ -16,7 +16,7 @@ import {
   type JobFailedEvent,
 } from '../../src/contract/index.js';
 
-/** The seed's event examples (docs: "Events Published"), with real UUIDs and `seq` added. */
+/** The original system's event examples, with real UUIDs and `seq` added. */
 const JOB_ID = '3f2b8c1e-4d5a-4b6c-9e7f-0a1b2c3d4e5f';
 const CLIENT_ID = '9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d';
 
@@ -116,13 +116,13 @@ function decodeError(json: string): EventDecodeError {
 
 describe('decodeEvent', () => {
   it.each(allEvents.map((e) => [e.event_type, e] as const))(
-    'accepts a %s event with the seed fields and seq',
+    'accepts a %s event with the original fields and seq',
     (_type, event) => {
       expect(decodeEvent(JSON.stringify(event))).toEqual(event);
     },
   );
 
-  it('accepts the nil UUID as a job or client id (the seed failure drill)', () => {
+  it('accepts the nil UUID as a job or client id (the failure drill)', () => {
     const nil = '00000000-0000-0000-0000-000000000000';
     const event = decodeEvent(JSON.stringify({ ...failed, client_id: nil, job_id: nil }));
     expect(event.client_id).toBe(nil);
@@ -309,7 +309,7 @@ describe('Uuid and UuidParam', () => {
   });
 
   it.each([
-    ['the seed placeholder', 'abc-123-uuid'],
+    ['the original examples’ placeholder', 'abc-123-uuid'],
     ['an empty string', ''],
     ['a UUID without dashes', '3f2b8c1e4d5a4b6c9e7f0a1b2c3d4e5f'],
     ['a UUID in braces', '{3f2b8c1e-4d5a-4b6c-9e7f-0a1b2c3d4e5f}'],

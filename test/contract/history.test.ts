@@ -107,7 +107,7 @@ describe('global event ids', () => {
 });
 
 describe('createKeyspace', () => {
-  it("uses exactly the seed's names without a prefix", () => {
+  it("uses exactly the original system's names without a prefix", () => {
     const k = createKeyspace();
     expect(k.prefix).toBe('');
     expect(k.allJobsChannel).toBe('triton:jobs:all');
@@ -169,7 +169,7 @@ describe('createKeyspace', () => {
     expect(clusterSlot('foo{bar}{zap}')).toBe(clusterSlot('bar'));
   });
 
-  it("gives every per-job name its own key, distinct from the seed's channels and each other", () => {
+  it('gives every per-job name its own key, distinct from the original channels and each other', () => {
     const k = createKeyspace();
     const names = [
       k.allJobsChannel,

@@ -13,7 +13,7 @@ import {
 
 /**
  * What can be checked here of the deployment files without a Docker engine: the compose file
- * parses and has the seed's shape, every variable it sets is one the services read, every
+ * parses and has the production shape, every variable it sets is one the services read, every
  * command it runs exists, and every metric the Grafana dashboard and the alert rules query is
  * one the services really export.
  */
@@ -48,7 +48,7 @@ function family(name: string): string {
 }
 
 describe('docker-compose.yml', () => {
-  it('has the seed’s shape: Redis with AOF, Postgres, triton-api, several workers, two gateways', () => {
+  it('has the production shape: Redis with AOF, Postgres, triton-api, several workers, two gateways', () => {
     expect(String(services.redis?.command)).toMatch(/--appendonly yes/);
     expect(services.postgres?.image).toMatch(/^postgres:/);
     expect(services['triton-api']?.command).toContain('src/triton/main-api.ts');
@@ -122,7 +122,7 @@ describe('the Grafana dashboard and alert rules', () => {
 
   afterAll(() => system?.close());
 
-  it('queries only metrics the services export, and covers the seed’s four', () => {
+  it('queries only metrics the services export, and has the four panels of the original dashboard', () => {
     const dashboard = JSON.parse(read('deploy/grafana/triton-events.json')) as {
       panels: Array<{ title: string; targets: Array<{ expr: string }> }>;
     };
@@ -130,17 +130,17 @@ describe('the Grafana dashboard and alert rules', () => {
     expect(queried.length).toBeGreaterThan(10);
     for (const name of queried) expect(exported.has(family(name)), name).toBe(true);
     const titles = dashboard.panels.map((p) => p.title.toLowerCase()).join(' | ');
-    for (const seedPanel of [
+    for (const panel of [
       'event publish rate',
       'cache hit rate',
       'sse connections',
       'event delivery time',
     ]) {
-      expect(titles).toContain(seedPanel);
+      expect(titles).toContain(panel);
     }
   });
 
-  it('alerts on the seed’s thresholds with real metrics', () => {
+  it('alerts on the original thresholds with real metrics', () => {
     const rules = (
       parse(read('deploy/prometheus/alerts.yml')) as {
         groups: Array<{ rules: Array<{ alert: string; expr: string }> }>;

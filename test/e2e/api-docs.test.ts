@@ -29,7 +29,7 @@ beforeAll(async () => {
 });
 afterAll(() => system?.close());
 
-it('triton-api documents the seed’s paths, with request bodies from the validating schemas', async () => {
+it('triton-api documents the original system’s paths, with request bodies from the validating schemas', async () => {
   const doc = (await (await fetch(`${system.tritonUrl}/docs/json`)).json()) as OpenApi;
   expect(doc.openapi).toMatch(/^3\./);
   for (const path of [

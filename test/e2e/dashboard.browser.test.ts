@@ -385,7 +385,8 @@ describe('the dashboard', { timeout: 60_000 }, () => {
     );
     expect(await row.getByRole('button', { name: 'Show templates' }).isHidden()).toBe(true);
 
-    // The seed's failure drill, submitted elsewhere: it reaches the page through the feed.
+    // The failure drill (a job for the nil client), submitted elsewhere: it reaches the page
+    // through the feed.
     const { job_id } = await mare.generateTemplates(NIL_CLIENT);
     await waitForJobStatus(page, job_id, 'failed');
     expect(await jobRow(page, job_id).locator('.job-error').textContent()).toMatch(
@@ -487,7 +488,7 @@ describe('the dashboard', { timeout: 60_000 }, () => {
     const client = await mare.createClient({ name: 'Seed Page Inc', industry: 'Healthcare' });
     await mare.createValueProposition(client.id, { content: 'Seed drill', is_active: true });
     const { job_id } = await mare.generateTemplates(client.id);
-    // The seed's snippet as it stands, with the job id and this run's gateway filled in.
+    // The original guide's page as it stands, with the job id and this run's gateway filled in.
     const snippet = `
 const jobId = '${job_id}';
 const eventSource = new EventSource(\`${system.mareUrl}/v1/triton/jobs/\${jobId}/subscribe\`);

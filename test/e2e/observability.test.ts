@@ -15,7 +15,8 @@ import { waitFor } from '../helpers/wait.js';
 
 /**
  * What an operator sees: Prometheus metrics that move when work happens, health and readiness,
- * and the seed's log lines (so its troubleshooting greps work), on real separate processes.
+ * and the original system's log lines (so its troubleshooting greps work), on real separate
+ * processes.
  */
 
 let system: TestSystem;
@@ -85,7 +86,7 @@ afterAll(async () => {
 
 describe('metrics, health and logs', () => {
   it(
-    'counts a job’s work on the worker and the gateway, and logs the seed’s lines with its job_id',
+    'counts a job’s work on the worker and the gateway, and logs the original lines with its job_id',
     { timeout: 60_000 },
     async () => {
       const clientId = await createClientWithProposition(system.tritonUrl);
@@ -196,7 +197,7 @@ describe('metrics, health and logs', () => {
       ).toBeGreaterThanOrEqual(2);
       expect(gatewayAfter.get('mare_sse_connections{stream="job"}')).toBe(0);
 
-      // The seed's troubleshooting lines, each with the job's id as a field.
+      // The original system's troubleshooting lines, each with the job's id as a field.
       expect(worker.logs.some((l) => l.msg === 'Event publisher connected to Redis')).toBe(true);
       const published = worker.logs.find(
         (l) => l.msg === `Published event 'job:completed' for job ${jobId}`,

@@ -13,9 +13,9 @@ import { createClientWithProposition, http } from '../helpers/system.js';
 import type { EventData as Event } from '../helpers/events.js';
 
 /**
- * The seed configured triton's Redis with REDIS_HOST, REDIS_PORT, REDIS_DB and REDIS_PASSWORD.
- * `npm start` with such a `.env` must use that Redis (here: password-protected, on a port of
- * its own, database 3), not quietly start one of its own.
+ * The original triton configured its Redis with REDIS_HOST, REDIS_PORT, REDIS_DB and
+ * REDIS_PASSWORD. `npm start` with such a `.env` must use that Redis (here: password-protected,
+ * on a port of its own, database 3), not quietly start one of its own.
  */
 
 const PASSWORD = 'seed-style-password-4711';
@@ -50,7 +50,7 @@ afterAll(async () => {
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
-describe('npm start with the seed’s REDIS_HOST, REDIS_PORT, REDIS_DB and REDIS_PASSWORD', () => {
+describe('npm start with the original REDIS_HOST, REDIS_PORT, REDIS_DB and REDIS_PASSWORD', () => {
   it(
     'uses that Redis and database for a whole job, starts none of its own, and never shows the password',
     { timeout: 120_000 },

@@ -10,12 +10,13 @@ import {
 } from '../helpers/events.js';
 
 /**
- * The seeds' client snippets, as written, against the real system: curl and jq in bash, and
- * the Python httpx loop run by /usr/bin/python3. Only the hosts change (the seeds say
- * localhost:8000 and localhost:16000; the system here listens on free ports).
+ * The original system's client snippets, as its guides wrote them, against the real system: curl
+ * and jq in bash, and the Python httpx loop run by /usr/bin/python3. Only the hosts change (the
+ * guides say localhost:8000 and localhost:16000; the system here listens on free ports). Part of
+ * the compatibility suite (docs/contract.md): "seed" in the names here means those guides.
  */
 
-// seeds/000, "Terminal 2: Trigger Template Generation", verbatim.
+// The testing guide, "Terminal 2: Trigger Template Generation", verbatim.
 const TERMINAL_2 = `
 # Get a client ID first
 curl http://localhost:8000/clients/ | jq '.clients[0].id'
@@ -50,10 +51,10 @@ JOB_ID=$(echo $JOB_RESPONSE | jq -r '.job_id')
 echo "Job ID: $JOB_ID"
 `;
 
-// seeds/000, Test 4.
+// The testing guide, Test 4.
 const SUBSCRIBE = `curl -N "http://localhost:16000/v1/triton/jobs/$JOB_ID/subscribe"`;
 
-// seeds/000, Test 5 "AFTER (Message Broker)", the loop that reads the stream.
+// The testing guide, Test 5 "AFTER (Message Broker)", the loop that reads the stream.
 const SUBSCRIBE_LOOP = `
 curl -N "http://localhost:16000/v1/triton/jobs/$JOB_ID/subscribe" 2>&1 | \\
 while read line; do
@@ -69,11 +70,11 @@ while read line; do
 done
 `;
 
-// seeds/000, Tests 3 and 6: cache-first lookups.
+// The testing guide, Tests 3 and 6: cache-first lookups.
 const LOOKUP = `curl -s "http://localhost:16000/v1/triton/jobs/$JOB_ID" | jq '.'`;
 const LOOKUP_STATUS = `curl -s "http://localhost:16000/v1/triton/jobs/$JOB_ID" | jq '.status'`;
 
-// seeds/001, "Option 3: Traditional Polling (Fallback)".
+// The client guide, "Option 3: Traditional Polling (Fallback)".
 const POLLING = `
 while true; do
     STATUS=$(curl -s "http://localhost:16000/v1/triton/jobs/$JOB_ID" | jq -r '.status')
@@ -87,10 +88,10 @@ while true; do
 done
 `;
 
-// seeds/000, Test 7.
+// The testing guide, Test 7.
 const FAILING_JOB = `curl -X POST "http://localhost:16000/v1/triton/clients/00000000-0000-0000-0000-000000000000/generate-templates"`;
 
-// seeds/001, "Python (httpx)", verbatim.
+// The client guide, "Python (httpx)", verbatim.
 const PYTHON_HTTPX = `
 import httpx
 import json
@@ -116,7 +117,7 @@ const SETUP_HINT = 'run `npm run setup:test`, which installs it';
 let system: TestSystem;
 let jobId: string;
 
-/** A seed snippet with the seeds' hosts replaced by this system's. */
+/** A snippet with the guides' hosts replaced by this system's. */
 function local(snippet: string): string {
   return snippet
     .replaceAll('http://localhost:8000', system.tritonUrl)
@@ -163,7 +164,7 @@ function run(command: string, args: string[], env: Record<string, string> = {}):
   return result;
 }
 
-/** Runs a bash snippet (with the seeds' hosts replaced) to its end: exit code and output. */
+/** Runs a bash snippet (with the guides' hosts replaced) to its end: exit code and output. */
 async function bash(
   snippet: string,
   env: Record<string, string> = {},

@@ -14,15 +14,16 @@ import {
 } from '../helpers/events.js';
 
 /**
- * The seed's testing guide (Tests 1–7), step by step, against the real system: real Redis (a
- * single server, or a cluster), real Postgres, real HTTP. `start` brings the system up.
+ * The original system's testing guide (Tests 1–7), step by step, against the real system: real
+ * Redis (a single server, or a cluster), real Postgres, real HTTP. `start` brings the system up.
+ * "seed" in the names here means that guide: this is the compatibility suite (docs/contract.md).
  */
 export function seedWalkthrough(start: () => Promise<{ system: TestSystem; cluster: boolean }>) {
   const keys = createKeyspace();
   let system: TestSystem;
   let cluster: boolean;
   let clientId: string;
-  /** A plain `SUBSCRIBE triton:jobs:all` on one node, as in the seed's Terminal 1. */
+  /** A plain `SUBSCRIBE triton:jobs:all` on one node, as in the guide's Terminal 1. */
   let monitor: Redis;
   const monitored: Event[] = [];
 

@@ -3,7 +3,7 @@ import { startSystem } from '../helpers/system.js';
 import { seedWalkthrough } from './seed-walkthrough-cases.js';
 
 /**
- * The seed's testing guide on a Redis Cluster (three masters, a replica each): the same
+ * The original system's testing guide on a Redis Cluster (three masters, a replica each): the same
  * `REDIS_URL` form, naming one node; job channels are sharded, `triton:jobs:all` is not.
  */
 seedWalkthrough(async () => {

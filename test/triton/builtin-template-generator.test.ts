@@ -43,7 +43,7 @@ async function fullText(kind: WriteTemplateRequest['kind']): Promise<string> {
 }
 
 describe('BuiltInTemplateGenerator', () => {
-  it("writes the seed's texts, with the same titles as before", async () => {
+  it("writes the original system's texts, with their titles", async () => {
     const generator = new BuiltInTemplateGenerator();
     expect(generator.name).toBe('builtin');
     expect(generator.kinds).toEqual(TEMPLATE_KINDS);

@@ -106,7 +106,7 @@ afterAll(async () => {
   await redisServer?.close();
 });
 
-describe("the seed's paths", () => {
+describe("the original system's paths", () => {
   it('creates a client with POST /clients/ and answers 201 with the record', async () => {
     const res = await json('POST', '/clients/', {
       name: 'Test Client - Message Broker',
@@ -211,7 +211,7 @@ describe("the seed's paths", () => {
     });
   });
 
-  it("accepts generate-templates with Content-Type: application/json and an empty body (the seed's curl)", async () => {
+  it("accepts generate-templates with Content-Type: application/json and an empty body (the guide's curl)", async () => {
     const clientId = await createClient();
     const res = await call({
       method: 'POST',

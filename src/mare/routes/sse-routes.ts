@@ -71,12 +71,27 @@ function headOnly(reply: FastifyReply, headers: Readonly<Record<string, string>>
   return reply.code(200).headers(headers).send();
 }
 
-const SSE_RESPONSE = {
+/** The answers of one job's stream (502 and 504: triton-api, asked for a snapshot). */
+const JOB_STREAM_RESPONSE = {
   200: z.string().describe('text/event-stream: `id: <seq>` and `data: <event JSON>` per event'),
   204: z.null().describe('The job had finished and the client already has its last event'),
   400: ErrorBody,
   401: ErrorBody,
   404: ErrorBody,
+  502: ErrorBody,
+  503: ErrorBody,
+  504: ErrorBody,
+};
+
+/** The answers of the all-jobs stream. */
+const ALL_JOBS_STREAM_RESPONSE = {
+  200: z
+    .string()
+    .describe(
+      'text/event-stream: `id: <job_id>:<seq>:<stream_id>` and `data: <event JSON>` per event',
+    ),
+  400: ErrorBody,
+  401: ErrorBody,
   503: ErrorBody,
 };
 
@@ -119,7 +134,7 @@ export function registerSseRoutes(app: HttpApp, ctx: MareContext): void {
           "Stream one job's events (SSE): history first, then live; closes after the terminal event",
         params: z.object({ job_id: UuidParam }),
         querystring: LastEventIdQuery,
-        response: SSE_RESPONSE,
+        response: JOB_STREAM_RESPONSE,
       },
     },
     async (request, reply) => {
@@ -153,7 +168,7 @@ export function registerSseRoutes(app: HttpApp, ctx: MareContext): void {
             .default(0)
             .describe('Replay this many recent events first'),
         }),
-        response: SSE_RESPONSE,
+        response: ALL_JOBS_STREAM_RESPONSE,
       },
     },
     async (request, reply) => {

@@ -21,8 +21,13 @@ export interface TritonDatabase {
   close(): Promise<void>;
 }
 
+/** What {@link openDatabase} opens: a Postgres server, PGlite on disk, or a given PGlite. */
 export type DatabaseTarget =
-  | { databaseUrl: string; poolSize?: number }
+  | {
+      databaseUrl: string;
+      /** Connections the pool opens at most. @defaultValue 10 */
+      poolSize?: number;
+    }
   | { pgliteDataDir: string }
   /** An open PGlite instance that the caller owns and closes (tests clone a template). */
   | { pglite: PGlite };
@@ -41,7 +46,7 @@ export async function openDatabase(
     const pool = new pg.Pool({ connectionString: target.databaseUrl, max: target.poolSize ?? 10 });
     // An idle client that loses its server emits 'error'; the pool replaces it on next use.
     const errors = new RepeatedErrorLog(logger);
-    pool.on('error', (err) => errors.warn(err.message, 'Postgres idle client error'));
+    pool.on('error', (err) => errors.warn(err, 'Postgres idle client error'));
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     kind = 'postgres';
     location = redactUrl(target.databaseUrl);

@@ -114,6 +114,7 @@ const migrations: Record<string, Migration> = {
   },
 };
 
+/** The schema's migrations, in order, for Kysely's `Migrator` (applied at start). */
 export const migrationProvider: MigrationProvider = {
   getMigrations: () => Promise.resolve(migrations),
 };

@@ -14,6 +14,7 @@ type InsertionOrder = ColumnType<unknown, never, never>;
  */
 type Tenant = ColumnType<string | null, string | null | undefined, never>;
 
+/** `clients`: whom templates are written for. */
 export interface ClientsTable {
   id: string;
   ord: InsertionOrder;
@@ -23,6 +24,7 @@ export interface ClientsTable {
   created_at: CreatedAt;
 }
 
+/** `value_propositions`: what a client offers; a job writes from the client's active one. */
 export interface ValuePropositionsTable {
   id: string;
   ord: InsertionOrder;
@@ -33,6 +35,7 @@ export interface ValuePropositionsTable {
   created_at: CreatedAt;
 }
 
+/** `jobs`: one generation job each, its status, progress and what its model calls cost. */
 export interface JobsTable {
   id: string;
   /** Not a foreign key: a job for an unknown client is accepted, then fails saying so. */
@@ -56,6 +59,7 @@ export interface JobsTable {
   model_ms: Generated<number>;
 }
 
+/** `templates`: the texts jobs wrote, each at its position in its job. */
 export interface TemplatesTable {
   id: string;
   job_id: string;
@@ -74,6 +78,7 @@ export interface TemplatesTable {
   created_at: CreatedAt;
 }
 
+/** Every table, by name: the type Kysely queries are checked against. */
 export interface Database {
   clients: ClientsTable;
   value_propositions: ValuePropositionsTable;
@@ -81,8 +86,13 @@ export interface Database {
   templates: TemplatesTable;
 }
 
+/** A `clients` row as read. */
 export type ClientRow = Selectable<ClientsTable>;
+/** A `value_propositions` row as read. */
 export type ValuePropositionRow = Selectable<ValuePropositionsTable>;
+/** A `jobs` row as read. */
 export type JobRow = Selectable<JobsTable>;
+/** A `jobs` row as inserted. */
 export type NewJob = Insertable<JobsTable>;
+/** A `templates` row as read. */
 export type TemplateRow = Selectable<TemplatesTable>;

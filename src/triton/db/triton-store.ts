@@ -14,10 +14,12 @@ import type { ClientRow, Database, JobRow, TemplateRow, ValuePropositionRow } fr
 
 const iso = (d: Date) => d.toISOString();
 
+/** A `clients` row as the API answers it. */
 export function toClient(row: ClientRow): Client {
   return { id: row.id, name: row.name, industry: row.industry, created_at: iso(row.created_at) };
 }
 
+/** A `value_propositions` row as the API answers it. */
 export function toValueProposition(row: ValuePropositionRow): ValueProposition {
   return {
     id: row.id,

@@ -113,6 +113,7 @@ const RECEIPT_TTL_SECONDS = 600;
 /** Jobs whose last published seq a publisher remembers (a worker runs a few at a time). */
 const REMEMBERED_JOBS = 10_000;
 
+/** Where a publisher publishes, and how much history it keeps. */
 export interface EventPublisherOptions {
   /** A connection this publisher may use (a single server or a cluster); its owner closes it. */
   redis: RedisClient;
@@ -294,7 +295,7 @@ export class EventPublisher {
       } catch (err) {
         if (!retryable(err) || this.redis.status === 'end') throw err;
         if (attempt === 0) {
-          this.logger.warn({ err: (err as Error).message }, 'Publishing an event failed; retrying');
+          this.logger.warn({ err }, 'Publishing an event failed; retrying');
         }
         await sleep(Math.min(50 * 2 ** Math.min(attempt, 5), 1000));
       }

@@ -4,6 +4,7 @@ import type { TritonMetrics } from '../triton-metrics.js';
 import { OpenAiTemplateGenerator } from './openai-template-generator.js';
 import { BuiltInTemplateGenerator, type TemplateGenerator } from './template-generator.js';
 
+/** What a generator reports to: the worker's log and, when given, its metrics. */
 export interface TemplateGeneratorDeps {
   logger: Logger;
   metrics?: TritonMetrics | undefined;

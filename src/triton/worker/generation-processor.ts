@@ -260,7 +260,13 @@ export function createGenerationProcessor({
         (err instanceof GenerationError && !err.retryable) ||
         job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       if (final) {
-        await failJob(failDeps, { jobId: job_id, clientId: client_id, message, startedAt });
+        await failJob(failDeps, {
+          jobId: job_id,
+          clientId: client_id,
+          message,
+          startedAt,
+          cause: err,
+        });
         throw err instanceof UnrecoverableError ? err : new UnrecoverableError(message);
       }
       log.warn(

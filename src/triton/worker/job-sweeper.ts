@@ -9,6 +9,7 @@ import type { GenerationQueue } from '../generation-queue.js';
 import { failJob, timeoutMessage } from '../job-failure.js';
 import type { TritonMetrics } from '../triton-metrics.js';
 
+/** What the sweeper reads, fails jobs through, and how often it looks. */
 export interface JobSweeperOptions {
   store: TritonStore;
   queue: GenerationQueue;
@@ -58,6 +59,7 @@ export class JobSweeper {
     this.events.on('error', (err) => this.errors.warn(err, 'Queue event listener error'));
   }
 
+  /** Starts listening to the queue's failures and sweeping every `intervalMs`. */
   async start(): Promise<void> {
     await this.events.waitUntilReady();
     this.timer = setInterval(() => void this.sweep(), this.o.intervalMs);
@@ -92,10 +94,7 @@ export class JobSweeper {
         startedAt: row.started_at,
       });
     } catch (err) {
-      this.o.logger.warn(
-        { job_id: jobId, err: (err as Error).message },
-        'Could not record a failed job',
-      );
+      this.o.logger.warn({ job_id: jobId, err }, 'Could not record a failed job');
     }
   }
 

@@ -23,11 +23,13 @@ import {
 } from './template-generator.js';
 import { TemplateTextCleaner } from './template-text-cleaner.js';
 
+/** Which model writes the templates, where it is served, and how patiently it is asked. */
 export interface OpenAiTemplateGeneratorOptions {
   /** Base URL of an OpenAI-compatible API, e.g. `http://localhost:11434/v1` (Ollama). */
   baseUrl: string;
   /** Sent as `Authorization: Bearer …`; without one, no Authorization header is sent. */
   apiKey?: string | undefined;
+  /** The model's name, as the server knows it (`OPENAI_MODEL`). */
   model: string;
   /** Longest wait for the first byte of an answer, and between two of its pieces. @defaultValue 60_000 */
   timeoutMs?: number;

@@ -50,6 +50,7 @@ export interface TemplateGenerator {
   readonly kinds: readonly TemplateKind[];
   /** For logs and status: 'builtin' or 'openai:<model>'. */
   readonly name: string;
+  /** Writes one template, reporting its text as it goes; resolves with the whole of it. */
   write(request: WriteTemplateRequest): Promise<WrittenTemplate>;
 }
 
@@ -198,6 +199,7 @@ export function templateTitle(kind: TemplateKind, input: GenerationInput): strin
 /** Shortest time between two pieces of a typed-out template. */
 const MIN_CHUNK_INTERVAL_MS = 10;
 
+/** How fast the built-in generator types. */
 export interface BuiltInTemplateGeneratorOptions {
   /**
    * Time each template takes to be typed out (GENERATION_STEP_MS): its words arrive in groups,

@@ -137,16 +137,18 @@ describe('a Redis password changed under the running system', () => {
       );
 
       // The outage is logged, and clearly: each kind of failure once, not once per retry.
+      // Each process says it for itself: a kind is a process's message.
       const outage = [
-        ...triton!.logs.slice(linesBefore.triton),
-        ...mare!.logs.slice(linesBefore.mare),
-      ].filter((l) => JSON.stringify(l).includes('WRONGPASS'));
+        ...triton!.logs.slice(linesBefore.triton).map((l) => ({ part: 'triton', line: l })),
+        ...mare!.logs.slice(linesBefore.mare).map((l) => ({ part: 'mare', line: l })),
+      ].filter(({ line }) => JSON.stringify(line).includes('WRONGPASS'));
       expect(outage.length).toBeGreaterThan(0);
       const perKind = new Map<string, number>();
-      for (const line of outage) {
+      for (const { part, line } of outage) {
         // A line about one job (a refused submission) is about that job, not a repeat.
         if (line.job_id !== undefined) continue;
-        perKind.set(line.msg, (perKind.get(line.msg) ?? 0) + 1);
+        const kind = `${part}: ${line.msg}`;
+        perKind.set(kind, (perKind.get(kind) ?? 0) + 1);
       }
       expect(Object.fromEntries([...perKind].filter(([, n]) => n > 1))).toEqual({});
 
