@@ -283,6 +283,29 @@ describe('EventPublisher', () => {
     }
   });
 
+  it("keeps the draft of the text being written alive as long as the job's history", async () => {
+    const keys = namespace();
+    const job = randomUUID();
+    const p = publisher(keys, { historyTtlSeconds: 120 });
+    await p.publish(started(job));
+    await p.publish({
+      event_type: 'job:delta',
+      timestamp: T0,
+      job_id: job,
+      client_id: CLIENT_ID,
+      status: 'running',
+      template_index: 0,
+      template_kind: 'outreach_email',
+      delta: 'Hello',
+    });
+    const draft = keys.jobDraftKey(job);
+    await redis.expire(draft, 5);
+    // An event that leaves the text as it is (a worker handing the job back, another starting it).
+    await p.publish(queued(job));
+    expect(await redis.ttl(draft)).toBeGreaterThan(5);
+    expect(await redis.hget(draft, 't')).toBe('Hello');
+  });
+
   it('lets a job history and its counter expire after historyTtlSeconds', async () => {
     const keys = namespace();
     const job = randomUUID();

@@ -65,8 +65,8 @@
 
     Effects:
       'all': INCR (or raise to ARGV[6] + 1) KEYS[1]; XADD KEYS[5] and KEYS[2]; EXPIRE KEYS[1],
-        KEYS[2]; HSET (or DEL) and EXPIRE KEYS[4] as ARGV[8] says; PUBLISH ARGV[3] (event),
-        PUBLISH ARGV[12] (event with "stream_id"); SET KEYS[3] EX ARGV[7]
+        KEYS[2]; HSET (or DEL) and EXPIRE KEYS[4] as ARGV[8] says (EXPIRE alone for '');
+        PUBLISH ARGV[3] (event), PUBLISH ARGV[12] (event with "stream_id"); SET KEYS[3] EX ARGV[7]
       'job': the same without KEYS[5] and field g, SPUBLISH ARGV[3] instead of both PUBLISHes
       'global': XADD KEYS[1]; PUBLISH ARGV[3] (event with "stream_id"); SET KEYS[2] EX ARGV[5]
 ]]
@@ -122,6 +122,9 @@ elseif op == 'r' then
   redis.call('EXPIRE', KEYS[4], ARGV[4])
 elseif op == 'd' then
   redis.call('DEL', KEYS[4])
+else
+  -- The text so far lives as long as the history it belongs with (a no-op with no draft).
+  redis.call('EXPIRE', KEYS[4], ARGV[4])
 end
 if mode == 'all' then
   redis.call('PUBLISH', ARGV[3], json)
