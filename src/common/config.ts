@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { redactCredentials } from './error-serializer.js';
+import { parseSentinelUrl } from './redis.js';
 
 /**
  * Every environment variable the system reads, validated once at start through this one
@@ -11,9 +12,23 @@ const port = (fallback: number) => z.coerce.number().int().min(1).max(65_535).de
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 const nonNegativeInt = (fallback: number) =>
   z.coerce.number().int().nonnegative().default(fallback);
-const redisUrl = z
-  .url()
-  .refine((u) => /^rediss?:$/.test(new URL(u).protocol), 'must be a redis:// or rediss:// URL');
+/** A single server or a cluster node (`redis://`, `rediss://`), or a Sentinel setup. */
+const redisUrl = z.string().superRefine((u, ctx) => {
+  if (u.startsWith('redis+sentinel://')) {
+    try {
+      parseSentinelUrl(u);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `is a Sentinel URL that ${(err as Error).message}` });
+    }
+    return;
+  }
+  if (!URL.canParse(u) || !/^rediss?:$/.test(new URL(u).protocol)) {
+    ctx.addIssue({
+      code: 'custom',
+      message: 'must be a redis://, rediss:// or redis+sentinel:// URL',
+    });
+  }
+});
 const postgresUrl = z
   .url()
   .refine(
@@ -104,6 +119,11 @@ function redisOf(e: RedisEnv): { url: string; from: string } | undefined {
   const port = e.REDIS_PORT ?? 6379;
   const db = e.REDIS_DB ?? 0;
   const password = e.REDIS_PASSWORD ?? '';
+  if (e.REDIS_URL?.startsWith('redis+sentinel://')) {
+    throw new ConfigError(
+      `Invalid configuration: REDIS_URL names Sentinel, which ${parts.join(', ')} cannot describe; set only REDIS_URL`,
+    );
+  }
   if (e.REDIS_URL !== undefined) {
     const u = new URL(e.REDIS_URL);
     const inUrl = {

@@ -1,4 +1,5 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { redactCredentials } from './error-serializer.js';
 import type { Logger } from './logger.js';
 
 export type { Cluster, Redis };
@@ -35,13 +36,15 @@ export function createRedis(
   url: string,
   { name, logger, maxRetriesPerRequest = 3, options = {} }: RedisConnectionOptions,
 ): Redis {
-  const redis = new Redis(url, {
+  const sentinel = sentinelOptionsOf(url);
+  const settings: RedisOptions = {
     connectionName: name,
     maxRetriesPerRequest,
     enableReadyCheck: true,
     retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 10), 2000),
     ...options,
-  });
+  };
+  const redis = sentinel ? new Redis({ ...sentinel, ...settings }) : new Redis(url, settings);
   let down = false;
   redis.on('ready', () => {
     if (down) logger.info({ redis: name }, `Redis connection "${name}" restored`);
@@ -83,6 +86,7 @@ export async function waitForRedis(
 
 /** A URL with its password hidden, for logs. */
 export function redactUrl(url: string): string {
+  if (url.startsWith(SENTINEL_SCHEME)) return redactCredentials(url);
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';
@@ -121,13 +125,92 @@ export function nodeOptionsOf(
   };
 }
 
+const SENTINEL_SCHEME = 'redis+sentinel://';
+
+/** What a Sentinel URL names (see {@link sentinelOptionsOf}). */
+export interface SentinelUrl {
+  /** The sentinels to ask, in the order given. */
+  sentinels: { host: string; port: number }[];
+  /** The name the sentinels monitor the master under. */
+  name: string;
+  db: number;
+  username?: string;
+  password?: string;
+}
+
+/**
+ * Reads `redis+sentinel://[user:password@]host[:port][,host[:port]…]/<master name>[/<db>]`
+ * (port 26379 unless given; an IPv6 host in brackets). The user and password are the data
+ * nodes'; the sentinels are asked without one. Returns undefined for any other scheme; throws,
+ * saying what is wrong (never quoting the URL), for a Sentinel URL it cannot read.
+ */
+export function parseSentinelUrl(url: string): SentinelUrl | undefined {
+  if (!url.startsWith(SENTINEL_SCHEME)) return undefined;
+  const rest = url.slice(SENTINEL_SCHEME.length);
+  const at = rest.lastIndexOf('@', rest.indexOf('/') === -1 ? undefined : rest.indexOf('/'));
+  const userinfo = at === -1 ? '' : rest.slice(0, at);
+  const [hostList = '', name = '', db = '0', ...extra] = rest.slice(at + 1).split('/');
+  const fail = (why: string): never => {
+    throw new Error(why);
+  };
+  const decode = (text: string) => {
+    try {
+      return decodeURIComponent(text);
+    } catch {
+      return fail('has a bad %-escape in its user, password or master name');
+    }
+  };
+  if (!name)
+    fail('names no master (redis+sentinel://host:26379[,host:port…]/<master name>[/<db>])');
+  if (extra.length > 0 || !/^\d{1,2}$/.test(db))
+    fail('has a path other than /<master name>[/<db>]');
+  const sentinels = hostList.split(',').map((entry) => {
+    const match = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]+)(?::(\d{1,5}))?$/.exec(entry);
+    const port = Number(match?.[2] ?? 26379);
+    if (!match?.[1] || port < 1 || port > 65_535)
+      return fail(`has a bad sentinel address "${entry}"`);
+    return { host: match[1].replace(/^\[(.*)\]$/, '$1'), port };
+  });
+  const colon = userinfo.indexOf(':');
+  const username = decode(colon === -1 ? userinfo : userinfo.slice(0, colon));
+  const password = colon === -1 ? '' : decode(userinfo.slice(colon + 1));
+  return {
+    sentinels,
+    name: decode(name),
+    db: Number(db),
+    ...(username ? { username } : {}),
+    ...(password ? { password } : {}),
+  };
+}
+
+/**
+ * ioredis options that reach the master a Sentinel URL names, whichever server that is now:
+ * the client asks the sentinels for it, checks that it is a master, and asks again after a
+ * failover (which it also hears of at once from the sentinels). Undefined for another scheme.
+ */
+export function sentinelOptionsOf(url: string): RedisOptions | undefined {
+  const parsed = parseSentinelUrl(url);
+  if (!parsed) return undefined;
+  const { sentinels, name, db, username, password } = parsed;
+  return {
+    sentinels,
+    name,
+    db,
+    ...(username ? { username } : {}),
+    ...(password ? { password } : {}),
+    failoverDetector: true,
+    sentinelRetryStrategy: (attempt) => Math.min(100 * attempt, 1000),
+  };
+}
+
 /**
  * Asks the server at `url` once whether it is a node of a Redis Cluster (`INFO cluster`), so
  * that the same `REDIS_URL` runs the system on a single server or on a cluster. Waits for the
  * server up to `timeoutMs`. A cluster has only database 0: a URL selecting another is refused.
  */
 export async function detectRedis(url: string, timeoutMs = 10_000): Promise<RedisTarget> {
-  const { db, ...node } = nodeOptionsOf(url);
+  const sentinel = sentinelOptionsOf(url);
+  const { db = 0, ...node } = sentinel ?? nodeOptionsOf(url);
   let lastError: Error | undefined;
   const probe = new Redis({
     ...node,

@@ -150,6 +150,9 @@ describe('loadConfig', () => {
     ['EMBEDDED_REDIS_PORT', '63.5'],
     ['REDIS_URL', 'http://x'],
     ['REDIS_URL', 'localhost:6379'],
+    ['REDIS_URL', 'redis+sentinel://s1:26379'],
+    ['REDIS_URL', 'redis+sentinel://s1:26379,s2:99999/mymaster'],
+    ['REDIS_URL', 'redis+sentinel://s1/mymaster/0/extra'],
     ['TRITON_REDIS_URL', 'postgres://x'],
     ['DATABASE_URL', 'mysql://db/triton'],
     ['TRITON_API_URL', 'not a url'],
@@ -200,6 +203,27 @@ describe('loadConfig', () => {
   it('names the first bad variable when several are bad', () => {
     const err = configError({ REDIS_URL: 'http://x', MARE_API_PORT: 'abc' });
     expect(err.message).toMatch(/^Invalid configuration: (REDIS_URL|MARE_API_PORT): /);
+  });
+});
+
+describe('loadConfig: Redis behind Sentinel', () => {
+  it('takes a redis+sentinel:// REDIS_URL as it is, password and all', () => {
+    const url = 'redis+sentinel://app:s3cret@s1:26379,[::1]:26380,s3/mymaster/2';
+    expect(loadConfig({ REDIS_URL: url }).common.redisUrl).toBe(url);
+    expect(loadConfig({ TRITON_REDIS_URL: url }).mare.tritonRedisUrl).toBe(url);
+  });
+
+  it('says what is wrong with a Sentinel URL it cannot read, without its password', () => {
+    const err = configError({ REDIS_URL: 'redis+sentinel://app:s3cret@s1:26379' });
+    expect(err.message).toContain('REDIS_URL: is a Sentinel URL that names no master');
+    expect(err.message).not.toContain('s3cret');
+  });
+
+  it('refuses REDIS_HOST and its kin beside a Sentinel REDIS_URL, which they cannot describe', () => {
+    const err = configError({ REDIS_URL: 'redis+sentinel://s1/mymaster', REDIS_PASSWORD: 'pw' });
+    expect(err.message).toBe(
+      'Invalid configuration: REDIS_URL names Sentinel, which REDIS_PASSWORD cannot describe; set only REDIS_URL',
+    );
   });
 });
 

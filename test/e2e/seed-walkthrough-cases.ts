@@ -2,6 +2,7 @@ import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKeyspace } from '../../src/contract/index.js';
 import { openSse, payloads } from '../helpers/sse-client.js';
+import { connectTo } from '../helpers/redis.js';
 import { createClientWithProposition, http, type TestSystem } from '../helpers/system.js';
 import { waitFor } from '../helpers/wait.js';
 import {
@@ -15,7 +16,7 @@ import {
 
 /**
  * The original system's testing guide (Tests 1–7), step by step, against the real system: real
- * Redis (a single server, or a cluster), real Postgres, real HTTP. `start` brings the system up.
+ * Redis (a single server, one behind Sentinel, or a cluster), real Postgres, real HTTP. `start` brings the system up.
  * "seed" in the names here means that guide: this is the compatibility suite (docs/contract.md).
  */
 export function seedWalkthrough(start: () => Promise<{ system: TestSystem; cluster: boolean }>) {
@@ -29,7 +30,7 @@ export function seedWalkthrough(start: () => Promise<{ system: TestSystem; clust
 
   /** A connection for reading keys: on a cluster, one that follows each key to its node. */
   function keyReader(): Redis | Cluster {
-    if (!cluster) return new Redis(system.redis.url);
+    if (!cluster) return connectTo(system.redis.url);
     const { hostname, port } = new URL(system.redis.url);
     return new Cluster([{ host: hostname, port: Number(port) }]);
   }
@@ -77,7 +78,7 @@ export function seedWalkthrough(start: () => Promise<{ system: TestSystem; clust
   beforeAll(async () => {
     ({ system, cluster } = await start());
     clientId = await createClientWithProposition(system.tritonUrl);
-    monitor = new Redis(system.redis.url);
+    monitor = connectTo(system.redis.url);
     monitor.on('message', (_channel: string, message: string) =>
       monitored.push(JSON.parse(message) as Event),
     );
@@ -497,7 +498,7 @@ export function seedWalkthrough(start: () => Promise<{ system: TestSystem; clust
         await sub.ssubscribe(channel);
         close = () => sub.disconnect();
       } else {
-        const sub = new Redis(system.redis.url);
+        const sub = connectTo(system.redis.url);
         sub.on('message', (_c: string, m: string) => received.push(JSON.parse(m) as Event));
         await sub.subscribe(channel);
         close = () => sub.disconnect();
