@@ -69,7 +69,7 @@ export class SseHub {
   }: SseHubOptions = {}) {
     this.onCountChange = onCountChange;
     this.subscriptions = subscriptions;
-    this.batch = new SseWriteBatch(onFlushed);
+    this.batch = new SseWriteBatch({ onFlushed });
     this.heartbeatTimer = setInterval(() => this.beat(), heartbeatMs);
     this.heartbeatTimer.unref();
   }

@@ -27,7 +27,7 @@ const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function stream(options?: SseStreamOptions, onFlushed?: (events: readonly LiveEvent[]) => void) {
   const res = new FakeResponse();
-  const s = new TestStream(res.asResponse(), new SseWriteBatch(onFlushed), options);
+  const s = new TestStream(res.asResponse(), new SseWriteBatch({ onFlushed }), options);
   return { res, s };
 }
 
@@ -82,7 +82,9 @@ describe('SseStream', () => {
   it("gathers one turn's events into one system call, and reports each written event once", async () => {
     const job = randomUUID();
     const flushed: string[][] = [];
-    const batch = new SseWriteBatch((events) => flushed.push(events.map((e) => String(e.seq))));
+    const batch = new SseWriteBatch({
+      onFlushed: (events) => flushed.push(events.map((e) => String(e.seq))),
+    });
     const a = new FakeResponse();
     const b = new FakeResponse();
     const streams = [a, b].map((res) => new TestStream(res.asResponse(), batch));
@@ -94,6 +96,28 @@ describe('SseStream', () => {
     expect(b.flushes).toHaveLength(1);
     expect(ids(a.text)).toEqual(['1', '2']);
     expect(flushed).toEqual([['1', '2']]);
+  });
+
+  it('sends mid-turn what a long turn gathered so far, and still reports each event once, after its last write', async () => {
+    const job = randomUUID();
+    const flushed: string[][] = [];
+    const batch = new SseWriteBatch({
+      onFlushed: (events) => flushed.push(events.map((e) => String(e.seq))),
+      sendAfterMs: 0,
+    });
+    const responses = Array.from({ length: 1100 }, () => new FakeResponse());
+    const streams = responses.map((res) => new TestStream(res.asResponse(), batch));
+    for (const s of streams) s.open('');
+    await nextTurn();
+    const events = [jobEvents.started(job, 1), jobEvents.progress(job, 2, 1)].map(live);
+    for (const e of events) for (const s of streams) s.deliver(e);
+    // Still in the same turn: 2,200 writes, sent after the 1,024th and the 2,048th, so the
+    // first connection has both events, the last only the first; the rest waits for the turn's end.
+    expect(responses[0]?.flushes.map(ids)).toEqual([['1'], ['2']]);
+    expect(ids(responses[1099]?.text ?? '')).toEqual(['1']);
+    await nextTurn();
+    for (const res of responses) expect(ids(res.text)).toEqual(['1', '2']);
+    expect(flushed).toEqual([['1'], ['2']]);
   });
 
   it('while the socket is congested, keeps only the latest of consecutive progress and every lifecycle event', async () => {
