@@ -9,6 +9,7 @@ import { PartProcess } from '../helpers/part-process.js';
 import { freePort } from '../helpers/ports.js';
 import { startRedis } from '../helpers/redis.js';
 import { openSse, payloads } from '../helpers/sse-client.js';
+import { waitFor } from '../helpers/wait.js';
 import { createClientWithProposition, http } from '../helpers/system.js';
 import type { EventData as Event } from '../helpers/events.js';
 
@@ -98,7 +99,11 @@ describe('npm start with the original REDIS_HOST, REDIS_PORT, REDIS_DB and REDIS
       await admin!.select(3);
       const keys = createKeyspace();
       expect(await admin!.exists(keys.jobHistoryKey(jobId))).toBe(1);
-      expect(await admin!.exists(keys.jobResultKey(jobId))).toBe(1);
+      // The gateway caches the result as the event reaches it on the all-jobs channel, which may
+      // be just after the job's own stream delivered it.
+      await waitFor('the result to be cached', async () =>
+        Boolean(await admin!.exists(keys.jobResultKey(jobId))),
+      );
       expect((await admin!.keys(`${keys.queuePrefix}:*`)).length).toBeGreaterThan(0);
       await admin!.select(0);
       expect(await admin!.dbsize()).toBe(0);
