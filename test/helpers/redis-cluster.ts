@@ -1,19 +1,22 @@
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { Redis } from 'ioredis';
-import { freePort } from './ports.js';
+import {
+  alive,
+  askRedis as ask,
+  killAll,
+  onFreePort,
+  spawnRedisServer,
+  type RedisProcess,
+} from './redis-process.js';
 import { waitFor } from './wait.js';
 
 const run = promisify(execFile);
 
 /** One redis-server of a test cluster. */
-export interface ClusterNodeProcess {
-  readonly port: number;
-  readonly child: ChildProcess;
-}
+export type ClusterNodeProcess = RedisProcess;
 
 /** A slot range and who serves it, as `CLUSTER SLOTS` says. */
 interface SlotRange {
@@ -43,80 +46,38 @@ export interface RedisClusterOptions {
   nodeTimeoutMs?: number;
 }
 
-function alive(node: ClusterNodeProcess): boolean {
-  return node.child.exitCode === null && node.child.signalCode === null;
-}
-
 async function startNode(
   port: number,
   dir: string,
   nodeTimeoutMs: number,
 ): Promise<ClusterNodeProcess> {
-  const child = spawn(
-    'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--daemonize',
-      'no',
-      '--logfile',
-      '',
-      '--dir',
-      dir,
-      '--cluster-enabled',
-      'yes',
-      '--cluster-config-file',
-      `nodes-${port}.conf`,
-      '--cluster-node-timeout',
-      String(nodeTimeoutMs),
-      // Replicas sync at once (the default waits 5 s for more replicas to share the transfer).
-      '--repl-diskless-sync-delay',
-      '0',
-      '--repl-ping-replica-period',
-      '1',
-      '--appendonly',
-      'no',
-      '--save',
-      '',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  await new Promise<void>((resolve, reject) => {
-    let output = '';
-    const timer = setTimeout(
-      () => reject(new Error(`node ${port} did not start: ${output}`)),
-      10_000,
-    );
-    child.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('Ready to accept connections')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`node ${port} exited (${code}): ${output.slice(-500)}`));
-    });
-  });
-  child.stdout?.resume();
-  child.stderr?.resume();
-  return { port, child };
-}
-
-/** Runs one command on one node, on a connection of its own. */
-async function ask<T>(port: number, command: string, ...args: string[]): Promise<T> {
-  const redis = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0 });
-  redis.on('error', () => undefined);
-  try {
-    await redis.connect();
-    return (await redis.call(command, ...args)) as T;
-  } finally {
-    redis.disconnect();
-  }
+  return spawnRedisServer(port, [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--daemonize',
+    'no',
+    '--logfile',
+    '',
+    '--dir',
+    dir,
+    '--cluster-enabled',
+    'yes',
+    '--cluster-config-file',
+    `nodes-${port}.conf`,
+    '--cluster-node-timeout',
+    String(nodeTimeoutMs),
+    // Replicas sync at once (the default waits 5 s for more replicas to share the transfer).
+    '--repl-diskless-sync-delay',
+    '0',
+    '--repl-ping-replica-period',
+    '1',
+    '--appendonly',
+    'no',
+    '--save',
+    '',
+  ]);
 }
 
 /**
@@ -149,12 +110,7 @@ export class RedisCluster {
     const cluster = new RedisCluster(nodes, dir);
     try {
       while (nodes.length < count) {
-        // Another test may take a free port first: try another.
-        try {
-          nodes.push(await startNode(await freePort(), dir, nodeTimeoutMs));
-        } catch (err) {
-          if (!/Address already in use/i.test((err as Error).message)) throw err;
-        }
+        nodes.push(await onFreePort((port) => startNode(port, dir, nodeTimeoutMs)));
       }
       await run('redis-cli', [
         '--cluster',
@@ -275,15 +231,7 @@ export class RedisCluster {
   close(): Promise<void> {
     this.closing ??= (async () => {
       process.off('exit', this.killOnExit);
-      await Promise.all(
-        this.nodes.filter(alive).map(
-          (node) =>
-            new Promise<void>((resolve) => {
-              node.child.once('exit', () => resolve());
-              node.child.kill('SIGKILL');
-            }),
-        ),
-      );
+      await killAll(this.nodes);
       await rm(this.dir, { recursive: true, force: true });
     })();
     return this.closing;

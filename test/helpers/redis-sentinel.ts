@@ -1,16 +1,18 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Redis } from 'ioredis';
-import { freePort } from './ports.js';
+import {
+  alive,
+  askRedis as ask,
+  killAll,
+  onFreePort,
+  spawnRedisServer,
+  type RedisProcess,
+} from './redis-process.js';
 import { waitFor } from './wait.js';
 
 /** One redis-server of a Sentinel setup: a data node or a sentinel. */
-export interface SentinelSetupProcess {
-  readonly port: number;
-  readonly child: ChildProcess;
-}
+export type SentinelSetupProcess = RedisProcess;
 
 /** What {@link RedisSentinel.killMaster} did. */
 export interface SentinelFailover {
@@ -34,64 +36,6 @@ export interface RedisSentinelOptions {
 
 /** The name the sentinels monitor the master under. */
 export const SENTINEL_MASTER_NAME = 'triton-test';
-
-function alive(node: SentinelSetupProcess): boolean {
-  return node.child.exitCode === null && node.child.signalCode === null;
-}
-
-/** Starts `redis-server` with `args` and resolves once it accepts connections. */
-async function startServer(port: number, args: string[]): Promise<SentinelSetupProcess> {
-  const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  await new Promise<void>((resolve, reject) => {
-    let output = '';
-    const timer = setTimeout(
-      () => reject(new Error(`redis-server ${port} did not start: ${output}`)),
-      10_000,
-    );
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      // A data node says it is ready; a sentinel, that it monitors its master.
-      if (/Ready to accept connections|\+monitor master/.test(output)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`redis-server ${port} exited (${code}): ${output.slice(-500)}`));
-    });
-  });
-  child.stdout?.resume();
-  child.stderr?.resume();
-  return { port, child };
-}
-
-/** Runs one command on one server, on a connection of its own. */
-async function ask<T>(port: number, command: string, ...args: string[]): Promise<T> {
-  const redis = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0 });
-  redis.on('error', () => undefined);
-  try {
-    await redis.connect();
-    return (await redis.call(command, ...args)) as T;
-  } finally {
-    redis.disconnect();
-  }
-}
-
-/** Retries `start` on another free port while the one it picked is taken meanwhile. */
-async function onFreePort(
-  start: (port: number) => Promise<SentinelSetupProcess>,
-): Promise<SentinelSetupProcess> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await start(await freePort());
-    } catch (err) {
-      if (attempt >= 4 || !/Address already in use/i.test((err as Error).message)) throw err;
-    }
-  }
-}
 
 /**
  * A Redis Sentinel setup of its own for a test: a master, its replicas and sentinels
@@ -142,12 +86,17 @@ export class RedisSentinel {
         '--repl-ping-replica-period',
         '1',
       ];
-      const master = await onFreePort((port) => startServer(port, dataArgs(port)));
+      const master = await onFreePort((port) => spawnRedisServer(port, dataArgs(port)));
       setup.dataNodes.push(master);
       for (let i = 0; i < replicas; i++) {
         setup.dataNodes.push(
           await onFreePort((port) =>
-            startServer(port, [...dataArgs(port), '--replicaof', '127.0.0.1', String(master.port)]),
+            spawnRedisServer(port, [
+              ...dataArgs(port),
+              '--replicaof',
+              '127.0.0.1',
+              String(master.port),
+            ]),
           ),
         );
       }
@@ -174,7 +123,8 @@ export class RedisSentinel {
                 '',
               ].join('\n'),
             );
-            return startServer(port, [file, '--sentinel']);
+            // A sentinel says it monitors its master rather than that it is ready.
+            return spawnRedisServer(port, [file, '--sentinel'], /\+monitor master/);
           }),
         );
       }
@@ -251,17 +201,7 @@ export class RedisSentinel {
   close(): Promise<void> {
     this.closing ??= (async () => {
       process.off('exit', this.killOnExit);
-      await Promise.all(
-        this.all()
-          .filter(alive)
-          .map(
-            (node) =>
-              new Promise<void>((resolve) => {
-                node.child.once('exit', () => resolve());
-                node.child.kill('SIGKILL');
-              }),
-          ),
-      );
+      await killAll(this.all());
       await rm(this.dir, { recursive: true, force: true });
     })();
     return this.closing;
